@@ -1,0 +1,2 @@
+//! ferry-pool: placeholder, see the pool helper.
+#![forbid(unsafe_code)]
