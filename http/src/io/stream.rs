@@ -1,0 +1,180 @@
+//! A connected byte stream, plain TCP or TLS, with cached socket timeouts and an idle
+//! liveness check.
+use rustls::{ClientConnection, StreamOwned};
+use socket2::SockRef;
+use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A connection to a server: plain TCP or TLS over TCP.
+pub struct Stream {
+    inner: Inner,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+}
+
+enum Inner {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("tls", &self.is_tls())
+            .field("peer", &self.peer_addr().ok())
+            .finish()
+    }
+}
+
+impl Stream {
+    /// A plain TCP stream.
+    pub fn plain(tcp: TcpStream) -> Self {
+        Stream { inner: Inner::Plain(tcp), read_timeout: None, write_timeout: None }
+    }
+
+    /// A TLS stream whose handshake is complete.
+    pub fn tls(tls: StreamOwned<ClientConnection, TcpStream>) -> Self {
+        Stream { inner: Inner::Tls(Box::new(tls)), read_timeout: None, write_timeout: None }
+    }
+
+    /// Whether this stream is TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.inner, Inner::Tls(_))
+    }
+
+    /// The underlying TCP stream.
+    pub fn tcp(&self) -> &TcpStream {
+        match &self.inner {
+            Inner::Plain(t) => t,
+            Inner::Tls(s) => &s.sock,
+        }
+    }
+
+    /// The negotiated TLS version and cipher suite, for verbose output.
+    pub fn tls_info(&self) -> Option<(String, String)> {
+        match &self.inner {
+            Inner::Plain(_) => None,
+            Inner::Tls(s) => {
+                let v = s.conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
+                let c = s
+                    .conn
+                    .negotiated_cipher_suite()
+                    .map(|c| format!("{:?}", c.suite()))
+                    .unwrap_or_default();
+                Some((v, c))
+            }
+        }
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp().peer_addr()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp().local_addr()
+    }
+
+    /// Sets the read timeout, skipping the system call when it is unchanged.
+    pub fn set_read_timeout(&mut self, t: Duration) -> io::Result<()> {
+        if self.read_timeout != Some(t) {
+            self.tcp().set_read_timeout(Some(t))?;
+            self.read_timeout = Some(t);
+        }
+        Ok(())
+    }
+
+    /// Sets the write timeout, skipping the system call when it is unchanged.
+    pub fn set_write_timeout(&mut self, t: Duration) -> io::Result<()> {
+        if self.write_timeout != Some(t) {
+            self.tcp().set_write_timeout(Some(t))?;
+            self.write_timeout = Some(t);
+        }
+        Ok(())
+    }
+
+    /// Whether an idle connection may be reused: nothing unsolicited is waiting and the peer has
+    /// not closed. TLS records that carry no application data (session tickets, key updates)
+    /// are processed and do not count; a close_notify does.
+    pub fn is_idle_alive(&mut self) -> bool {
+        let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+        let peeked = SockRef::from(self.tcp())
+            .recv_with_flags(&mut probe, libc::MSG_PEEK | libc::MSG_DONTWAIT);
+        match peeked {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+            Ok(0) | Err(_) => false,
+            Ok(_) => match &mut self.inner {
+                Inner::Plain(_) => false,
+                Inner::Tls(s) => tls_idle_alive(s),
+            },
+        }
+    }
+
+    /// Shuts down both directions (best effort), for a connection that must not be reused.
+    pub fn shutdown(&mut self) {
+        if let Inner::Tls(s) = &mut self.inner {
+            s.conn.send_close_notify();
+            let _ = s.conn.write_tls(&mut s.sock);
+        }
+        let _ = self.tcp().shutdown(std::net::Shutdown::Both);
+    }
+}
+
+fn tls_idle_alive(s: &mut StreamOwned<ClientConnection, TcpStream>) -> bool {
+    if s.sock.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let alive = (|| {
+        // Bounded: each pass consumes socket bytes, and an idle peer has sent little.
+        for _ in 0..64 {
+            match s.conn.read_tls(&mut s.sock) {
+                Ok(0) => return false,
+                Ok(_) => {
+                    if s.conn.process_new_packets().is_err() {
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return false,
+            }
+        }
+        let mut one = [0u8; 1];
+        matches!(s.conn.reader().read(&mut one), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    })();
+    alive && s.sock.set_nonblocking(false).is_ok()
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            Inner::Plain(t) => t.read(buf),
+            Inner::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            Inner::Plain(t) => t.write(buf),
+            Inner::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match &mut self.inner {
+            Inner::Plain(t) => t.write_vectored(bufs),
+            Inner::Tls(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.inner {
+            Inner::Plain(t) => t.flush(),
+            Inner::Tls(s) => s.flush(),
+        }
+    }
+}
