@@ -1,1 +1,43 @@
-//! placeholder
+//! ferry: a non-interactive HTTP/1.1 client for services, in the manner of WinHTTP.
+//!
+//! Owns: the [`Session`] (defaults, the connection pool, TLS configurations), requests and
+//! responses, redirects, the pool key, and the glue between the codec ([`ferry_http`]) and the
+//! pool ([`ferry_pool`]). The `ferry` binary (in `src/bin/ferry/`) is a curl-like CLI over it.
+//!
+//! Does not own: HTTP/1.1 parsing or sockets (ferry-http), pooling mechanics (ferry-pool).
+//!
+//! ```no_run
+//! let session = ferry::Session::builder().build()?;
+//! let mut resp = session.get("https://example.com/")?.send()?;
+//! assert!(resp.status().is_success());
+//! let text = resp.text(1 << 20)?;
+//! # let _ = text;
+//! # Ok::<(), ferry::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod body;
+mod error;
+mod event;
+mod key;
+mod redirect;
+mod request;
+mod response;
+mod session;
+
+pub use body::Body;
+pub use error::{Error, ErrorKind};
+pub use event::{Event, EventHandler};
+pub use key::{Identity, PoolKey, Route};
+pub use redirect::{RedirectPolicy, MAX_REDIRECTS};
+pub use request::RequestBuilder;
+pub use response::Response;
+pub use session::{
+    Session, SessionBuilder, DRAIN_LIMIT, EXPECT_CONTINUE_THRESHOLD, EXPECT_CONTINUE_TIMEOUT,
+};
+
+pub use ferry_http::io::{Timeouts, TlsSettings};
+pub use ferry_http::proto::{Limits, ParseConfig};
+pub use ferry_pool::Config as PoolConfig;
+pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+pub use url::Url;

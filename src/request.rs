@@ -1,0 +1,132 @@
+//! The request builder: method, URL, headers, body, and per-request overrides.
+use crate::body::Body;
+use crate::error::Error;
+use crate::redirect::RedirectPolicy;
+use crate::response::Response;
+use crate::session::Session;
+use ferry_http::io::TlsSettings;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use std::io::Read;
+use std::time::Duration;
+use url::Url;
+
+/// A request being built on a [`Session`]; [`RequestBuilder::send`] runs it.
+#[derive(Debug)]
+pub struct RequestBuilder {
+    pub(crate) session: Session,
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Body,
+    pub(crate) options: RequestOptions,
+    /// The first invalid header given, reported at `send` (builders do not fail midway).
+    pub(crate) invalid: Option<Error>,
+}
+
+/// Settings a request may override from its session.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestOptions {
+    pub(crate) total_timeout: Option<Duration>,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) redirect_policy: Option<RedirectPolicy>,
+    pub(crate) max_redirects: Option<u32>,
+    pub(crate) tls: Option<TlsSettings>,
+}
+
+impl RequestBuilder {
+    /// Adds a header (after earlier ones of the same name). Invalid names or values (for example
+    /// with CR, LF or NUL) make [`RequestBuilder::send`] fail before anything is sent.
+    pub fn header<K, V>(mut self, name: K, value: V) -> Self
+    where
+        K: TryInto<HeaderName>,
+        V: TryInto<HeaderValue>,
+    {
+        match (name.try_into(), value.try_into()) {
+            (Ok(n), Ok(v)) => {
+                self.headers.append(n, v);
+            }
+            (Err(_), _) => {
+                self.invalid.get_or_insert(Error::Http(ferry_http::Error::Local(
+                    ferry_http::proto::Misuse::BadHeaderName,
+                )));
+            }
+            (_, Err(_)) => {
+                self.invalid.get_or_insert(Error::Http(ferry_http::Error::Local(
+                    ferry_http::proto::Misuse::BadHeaderValue,
+                )));
+            }
+        }
+        self
+    }
+
+    /// Replaces all headers.
+    pub fn headers(mut self, headers: HeaderMap) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Body>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Sends `len` bytes read from `reader` with `Content-Length`.
+    pub fn body_reader(mut self, reader: impl Read + Send + 'static, len: u64) -> Self {
+        self.body = Body::Reader { reader: Box::new(reader), len };
+        self
+    }
+
+    /// Sends everything `reader` yields with `Transfer-Encoding: chunked`.
+    pub fn body_chunked(mut self, reader: impl Read + Send + 'static) -> Self {
+        self.body = Body::Chunked(Box::new(reader));
+        self
+    }
+
+    /// A total deadline for this request, redirects included (curl's `--max-time`).
+    pub fn timeout(mut self, total: Duration) -> Self {
+        self.options.total_timeout = Some(total);
+        self
+    }
+
+    /// The connect timeout for this request.
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.options.connect_timeout = Some(t);
+        self
+    }
+
+    /// The redirect policy for this request.
+    pub fn redirect_policy(mut self, p: RedirectPolicy) -> Self {
+        self.options.redirect_policy = Some(p);
+        self
+    }
+
+    /// The redirect limit for this request.
+    pub fn max_redirects(mut self, n: u32) -> Self {
+        self.options.max_redirects = Some(n);
+        self
+    }
+
+    /// TLS settings for this request (a connection made under other settings is never reused
+    /// for it).
+    pub fn tls(mut self, tls: TlsSettings) -> Self {
+        self.options.tls = Some(tls);
+        self
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The URL.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// Sends the request and returns the response once its head has arrived.
+    pub fn send(self) -> Result<Response, Error> {
+        let session = self.session.clone();
+        session.execute(self)
+    }
+}

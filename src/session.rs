@@ -1,0 +1,730 @@
+//! The session (WinHTTP's `HINTERNET` session): defaults, the connection pool, TLS
+//! configurations, and the request loop (connect or reuse, exchange, redirects).
+use crate::body::Body;
+use crate::error::Error;
+use crate::event::{Event, EventHandler};
+use crate::key::{Identity, PoolKey, Route};
+use crate::redirect::{self, RedirectPolicy, Rewrite, MAX_REDIRECTS};
+use crate::request::{RequestBuilder, RequestOptions};
+use crate::response::{BodyReader, Response};
+use ferry_http::io::{
+    connect_tcp, connect_tls, resolve, ClientConfig, Conn, Phase, Stream, Timeouts, TlsSettings,
+    TransportError,
+};
+use ferry_http::proto::{
+    body_framing, write_request_head, BodyDecoder, BodyFraming, BodyLength, CloseReason,
+    HeadParser, Limits, ParseConfig, Parsed, RequestHead, ResponseHead, TargetForm,
+};
+use ferry_pool::{Lease, Pool};
+use http::{header, HeaderMap, HeaderValue, Method};
+use std::collections::HashMap;
+use std::io::{IoSlice, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use url::Url;
+
+/// Bytes of an unread body drained so its connection can be reused (more closes it).
+pub const DRAIN_LIMIT: u64 = 1024 * 1024;
+/// Request bodies larger than this (or of unknown length) are sent with
+/// `Expect: 100-continue`, as curl does.
+pub const EXPECT_CONTINUE_THRESHOLD: u64 = 1024 * 1024;
+/// How long to wait for `100 Continue` before sending the body anyway (curl: 1 s).
+pub const EXPECT_CONTINUE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bodies up to this size go out in the same write as the head.
+const COALESCE_BODY_MAX: usize = 16 * 1024;
+/// Block size for streaming request bodies from a reader.
+const UPLOAD_BLOCK: usize = 64 * 1024;
+
+/// A pooled connection: the driver plus its sequence number in the session.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) conn: Conn,
+    pub(crate) id: u64,
+}
+
+/// State shared by a session's clones and its responses.
+pub(crate) struct Shared {
+    timeouts: Timeouts,
+    total_timeout: Option<Duration>,
+    tls: TlsSettings,
+    redirect_policy: RedirectPolicy,
+    max_redirects: u32,
+    user_agent: HeaderValue,
+    parse: ParseConfig,
+    limits: Limits,
+    expect_threshold: u64,
+    expect_timeout: Duration,
+    pub(crate) drain_limit: u64,
+    pool: Pool<PoolKey, Connection>,
+    tls_configs: Mutex<HashMap<TlsSettings, (u64, Arc<ClientConfig>)>>,
+    next_conn_id: AtomicU64,
+    events: Option<EventHandler>,
+}
+
+impl Shared {
+    pub(crate) fn emit(&self, e: &Event<'_>) {
+        if let Some(h) = &self.events {
+            h(e);
+        }
+    }
+}
+
+/// A session: connection pool and defaults shared by its requests. Cheap to clone; clones
+/// share the pool. Safe to use from several threads.
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("idle", &self.shared.pool.idle_count()).finish()
+    }
+}
+
+/// Builds a [`Session`].
+#[derive(Clone)]
+pub struct SessionBuilder {
+    timeouts: Timeouts,
+    total_timeout: Option<Duration>,
+    tls: TlsSettings,
+    pool: ferry_pool::Config,
+    redirect_policy: RedirectPolicy,
+    max_redirects: u32,
+    user_agent: String,
+    parse: ParseConfig,
+    limits: Limits,
+    expect_threshold: u64,
+    expect_timeout: Duration,
+    drain_limit: u64,
+    events: Option<EventHandler>,
+}
+
+impl Default for SessionBuilder {
+    fn default() -> Self {
+        SessionBuilder {
+            timeouts: Timeouts::default(),
+            total_timeout: None,
+            tls: TlsSettings::default(),
+            pool: ferry_pool::Config::default(),
+            redirect_policy: RedirectPolicy::default(),
+            max_redirects: MAX_REDIRECTS,
+            user_agent: concat!("ferry/", env!("CARGO_PKG_VERSION")).to_owned(),
+            parse: ParseConfig::default(),
+            limits: Limits::default(),
+            expect_threshold: EXPECT_CONTINUE_THRESHOLD,
+            expect_timeout: EXPECT_CONTINUE_TIMEOUT,
+            drain_limit: DRAIN_LIMIT,
+            events: None,
+        }
+    }
+}
+
+impl SessionBuilder {
+    /// Name-resolution timeout (default: none, as WinHTTP).
+    pub fn resolve_timeout(mut self, t: Option<Duration>) -> Self {
+        self.timeouts.resolve = t;
+        self
+    }
+    /// Connect timeout per address tried (default 60 s, as WinHTTP).
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.timeouts.connect = t;
+        self
+    }
+    /// Send timeout per write (default 30 s, as WinHTTP).
+    pub fn send_timeout(mut self, t: Duration) -> Self {
+        self.timeouts.send = t;
+        self
+    }
+    /// Receive timeout per read (default 30 s, as WinHTTP).
+    pub fn receive_timeout(mut self, t: Duration) -> Self {
+        self.timeouts.receive = t;
+        self
+    }
+    /// Total deadline per request, redirects included (default none).
+    pub fn total_timeout(mut self, t: Option<Duration>) -> Self {
+        self.total_timeout = t;
+        self
+    }
+    /// TLS settings (roots, verification).
+    pub fn tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = tls;
+        self
+    }
+    /// Adds trusted CA certificates (PEM) to the webpki roots.
+    pub fn add_root_certificates_pem(mut self, pem: &[u8]) -> Self {
+        self.tls.extra_ca_pem.get_or_insert_with(Vec::new).extend_from_slice(pem);
+        self
+    }
+    /// Accepts any server certificate. Dangerous; for testing only.
+    pub fn danger_accept_invalid_certs(mut self, yes: bool) -> Self {
+        self.tls.danger_accept_invalid_certs = yes;
+        self
+    }
+    /// Pool limits.
+    pub fn pool(mut self, config: ferry_pool::Config) -> Self {
+        self.pool = config;
+        self
+    }
+    /// Redirect policy (default: follow, except https → http).
+    pub fn redirect_policy(mut self, p: RedirectPolicy) -> Self {
+        self.redirect_policy = p;
+        self
+    }
+    /// Maximum redirects per request (default 10).
+    pub fn max_redirects(mut self, n: u32) -> Self {
+        self.max_redirects = n;
+        self
+    }
+    /// The `User-Agent` sent unless a request sets its own.
+    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.user_agent = ua.into();
+        self
+    }
+    /// Parser leniencies (default strict).
+    pub fn parse_config(mut self, c: ParseConfig) -> Self {
+        self.parse = c;
+        self
+    }
+    /// Parser limits.
+    pub fn limits(mut self, l: Limits) -> Self {
+        self.limits = l;
+        self
+    }
+    /// Bodies above this many bytes (or of unknown length) are sent with
+    /// `Expect: 100-continue`; `u64::MAX` never does.
+    pub fn expect_continue_threshold(mut self, bytes: u64) -> Self {
+        self.expect_threshold = bytes;
+        self
+    }
+    /// How long to wait for `100 Continue` before sending the body anyway.
+    pub fn expect_continue_timeout(mut self, t: Duration) -> Self {
+        self.expect_timeout = t;
+        self
+    }
+    /// A callback for events (connects, reuse, heads), for verbose output.
+    pub fn on_event(mut self, h: EventHandler) -> Self {
+        self.events = Some(h);
+        self
+    }
+
+    /// Builds the session; fails if the TLS settings are unusable (for example a CA bundle
+    /// without certificates).
+    pub fn build(self) -> Result<Session, Error> {
+        let user_agent = HeaderValue::from_str(&self.user_agent).map_err(|_| {
+            Error::Http(ferry_http::Error::Local(ferry_http::proto::Misuse::BadHeaderValue))
+        })?;
+        let shared = Shared {
+            timeouts: self.timeouts,
+            total_timeout: self.total_timeout,
+            tls: self.tls.clone(),
+            redirect_policy: self.redirect_policy,
+            max_redirects: self.max_redirects,
+            user_agent,
+            parse: self.parse,
+            limits: self.limits,
+            expect_threshold: self.expect_threshold,
+            expect_timeout: self.expect_timeout,
+            drain_limit: self.drain_limit,
+            pool: Pool::new(self.pool),
+            tls_configs: Mutex::new(HashMap::new()),
+            next_conn_id: AtomicU64::new(0),
+            events: self.events,
+        };
+        let session = Session { shared: Arc::new(shared) };
+        // Build the default TLS configuration now so a bad CA bundle fails here, not later.
+        session.tls_config(&self.tls)?;
+        Ok(session)
+    }
+}
+
+/// Where one exchange stands when it fails: whether a retry on a new connection is safe.
+struct Attempt {
+    reused: bool,
+    response_bytes_seen: bool,
+}
+
+impl Session {
+    /// A builder with WinHTTP's defaults.
+    pub fn builder() -> SessionBuilder {
+        SessionBuilder::default()
+    }
+
+    /// A request with `method` to `url`.
+    pub fn request(&self, method: Method, url: &str) -> Result<RequestBuilder, Error> {
+        let url = parse_url(url)?;
+        Ok(self.request_url(method, url))
+    }
+
+    /// A request with `method` to an already parsed URL.
+    pub fn request_url(&self, method: Method, url: Url) -> RequestBuilder {
+        RequestBuilder {
+            session: self.clone(),
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: Body::Empty,
+            options: RequestOptions::default(),
+            invalid: None,
+        }
+    }
+
+    /// A GET request.
+    pub fn get(&self, url: &str) -> Result<RequestBuilder, Error> {
+        self.request(Method::GET, url)
+    }
+
+    /// A HEAD request.
+    pub fn head(&self, url: &str) -> Result<RequestBuilder, Error> {
+        self.request(Method::HEAD, url)
+    }
+
+    /// A POST request.
+    pub fn post(&self, url: &str) -> Result<RequestBuilder, Error> {
+        self.request(Method::POST, url)
+    }
+
+    /// A PUT request.
+    pub fn put(&self, url: &str) -> Result<RequestBuilder, Error> {
+        self.request(Method::PUT, url)
+    }
+
+    /// Idle connections in the pool.
+    pub fn idle_connections(&self) -> usize {
+        self.shared.pool.idle_count()
+    }
+
+    /// Connections opened by this session so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.shared.next_conn_id.load(Ordering::Relaxed)
+    }
+
+    /// Closes every idle connection.
+    pub fn close_idle(&self) {
+        self.shared.pool.clear();
+    }
+
+    fn tls_config(&self, s: &TlsSettings) -> Result<(u64, Arc<ClientConfig>), Error> {
+        let mut map = self.shared.tls_configs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = map.get(s) {
+            return Ok(found.clone());
+        }
+        let config = s.build()?;
+        let id = map.len() as u64 + 1;
+        map.insert(s.clone(), (id, config.clone()));
+        Ok((id, config))
+    }
+
+    pub(crate) fn execute(&self, req: RequestBuilder) -> Result<Response, Error> {
+        if let Some(e) = req.invalid {
+            return Err(e);
+        }
+        let RequestBuilder { method, mut url, mut headers, mut body, options, .. } = req;
+        let sh = &self.shared;
+        let deadline = options.total_timeout.or(sh.total_timeout).map(|t| Instant::now() + t);
+        let mut timeouts = sh.timeouts;
+        if let Some(c) = options.connect_timeout {
+            timeouts.connect = c;
+        }
+        let policy = options.redirect_policy.unwrap_or(sh.redirect_policy);
+        let max_redirects = options.max_redirects.unwrap_or(sh.max_redirects);
+        let tls = options.tls.as_ref().unwrap_or(&sh.tls);
+        let (tls_id, tls_config) = self.tls_config(tls)?;
+        let mut method = method;
+        let mut redirects = 0u32;
+        let mut connects = 0u32;
+        loop {
+            check_url(&url)?;
+            let mut resp = self.exchange(
+                &method, &url, &headers, &mut body, timeouts, deadline, tls_id, &tls_config,
+                &mut connects,
+            )?;
+            resp.redirects = redirects;
+            resp.connects = connects;
+            let Some(rewrite) = redirect::rewrite_for(resp.status(), &method) else {
+                return Ok(resp);
+            };
+            if policy == RedirectPolicy::Never {
+                return Ok(resp);
+            }
+            let Some(location) = resp.headers().get(header::LOCATION) else {
+                return Ok(resp);
+            };
+            let next = redirect::resolve_location(&url, location.as_bytes())
+                .ok_or(Error::BadLocation)?;
+            if !matches!(next.scheme(), "http" | "https") {
+                sh.emit(&Event::RedirectRefused { to: &next, why: "unsupported scheme" });
+                return Ok(resp);
+            }
+            if policy == RedirectPolicy::NoHttpsToHttp
+                && url.scheme() == "https"
+                && next.scheme() == "http"
+            {
+                sh.emit(&Event::RedirectRefused { to: &next, why: "https to http not allowed" });
+                return Ok(resp);
+            }
+            if redirects >= max_redirects {
+                return Err(Error::TooManyRedirects { max: max_redirects });
+            }
+            match rewrite {
+                Rewrite::ToGet => {
+                    if method != Method::HEAD {
+                        method = Method::GET;
+                    }
+                    body = Body::Empty;
+                    redirect::strip_body_headers(&mut headers);
+                }
+                Rewrite::Keep if !body.is_replayable() => return Err(Error::BodyNotReplayable),
+                Rewrite::Keep => {}
+            }
+            if !redirect::same_origin(&url, &next) {
+                redirect::strip_cross_origin(&mut headers);
+            }
+            sh.emit(&Event::Redirect { to: &next });
+            // Dropping the 3xx drains its (small) body so the connection can serve the next hop.
+            drop(resp);
+            url = next;
+            redirects += 1;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn exchange(
+        &self,
+        method: &Method,
+        url: &Url,
+        headers: &HeaderMap,
+        body: &mut Body,
+        timeouts: Timeouts,
+        deadline: Option<Instant>,
+        tls_id: u64,
+        tls_config: &Arc<ClientConfig>,
+        connects: &mut u32,
+    ) -> Result<Response, Error> {
+        let key = PoolKey::new(url, Route::Direct, Identity::Anonymous, tls_id)
+            .ok_or(Error::Url("unsupported scheme or missing host"))?;
+        let mut retried = false;
+        loop {
+            let mut lease = self.shared.pool.acquire(&key, Instant::now(), deadline, |c| {
+                c.conn.is_idle_alive()
+            })?;
+            let reused = lease.is_reused();
+            if reused {
+                let c = lease.conn_ref().expect("a reused lease holds a connection (pool invariant)");
+                if let Ok(peer) = c.conn.stream().peer_addr() {
+                    self.shared.emit(&Event::Reused { peer, id: c.id });
+                }
+            } else {
+                let conn = self.connect(&key, timeouts, deadline, tls_config)?;
+                *connects += 1;
+                lease.set(conn);
+            }
+            let mut attempt = Attempt { reused, response_bytes_seen: false };
+            match self.exchange_on(&mut lease, method, url, headers, body, timeouts, deadline, &mut attempt) {
+                Ok((head, decoder, close)) => {
+                    let mut reader = BodyReader {
+                        lease: Some(lease),
+                        decoder,
+                        close,
+                        shared: self.shared.clone(),
+                    };
+                    if reader.decoder.is_done() {
+                        reader.finish();
+                    }
+                    return Ok(Response {
+                        head,
+                        url: url.clone(),
+                        redirects: 0,
+                        connects: 0,
+                        body: reader,
+                    });
+                }
+                Err(e) => {
+                    if let Some(c) = lease.conn() {
+                        c.conn.stream_mut().shutdown();
+                        let id = c.id;
+                        self.shared.emit(&Event::Closed { id, why: "error" });
+                    }
+                    lease.discard();
+                    // A pooled connection the server closed while idle fails before any
+                    // response byte: retry once on a new connection if the body can be sent
+                    // again (hyper and ureq do the same).
+                    let stale = matches!(
+                        &e,
+                        Error::Transport(
+                            TransportError::Closed(_) | TransportError::Io { .. }
+                        )
+                    );
+                    if attempt.reused
+                        && !attempt.response_bytes_seen
+                        && stale
+                        && !retried
+                        && body.is_replayable()
+                    {
+                        retried = true;
+                        self.shared.emit(&Event::Retrying);
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn connect(
+        &self,
+        key: &PoolKey,
+        timeouts: Timeouts,
+        deadline: Option<Instant>,
+        tls_config: &Arc<ClientConfig>,
+    ) -> Result<Connection, Error> {
+        let sh = &self.shared;
+        let host = key.host();
+        let resolve_budget = match (timeouts.resolve, deadline) {
+            (r, None) => r,
+            (r, Some(d)) => {
+                let left = d.checked_duration_since(Instant::now()).unwrap_or(Duration::ZERO);
+                if left.is_zero() {
+                    return Err(TransportError::Timeout(Phase::Resolve).into());
+                }
+                Some(r.map_or(left, |r| r.min(left)))
+            }
+        };
+        let addrs = resolve(host, key.port(), resolve_budget)?;
+        if sh.events.is_some() {
+            for a in &addrs {
+                sh.emit(&Event::Connecting { host, addr: *a });
+            }
+        }
+        let tcp = connect_tcp(&addrs, timeouts.connect, deadline)?;
+        let id = sh.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(peer) = tcp.peer_addr() {
+            sh.emit(&Event::Connected { peer, id });
+        }
+        let stream = if key.is_tls() {
+            let tls = connect_tls(tcp, host, tls_config.clone(), timeouts.connect, deadline)?;
+            let s = Stream::tls(tls);
+            if sh.events.is_some() {
+                if let Some((version, cipher)) = s.tls_info() {
+                    sh.emit(&Event::TlsEstablished { version: &version, cipher: &cipher });
+                }
+            }
+            s
+        } else {
+            Stream::plain(tcp)
+        };
+        Ok(Connection { conn: Conn::new(stream, timeouts), id })
+    }
+
+    /// One request/response head exchange on a leased connection.
+    #[allow(clippy::too_many_arguments)]
+    fn exchange_on(
+        &self,
+        lease: &mut Lease<PoolKey, Connection>,
+        method: &Method,
+        url: &Url,
+        headers: &HeaderMap,
+        body: &mut Body,
+        timeouts: Timeouts,
+        deadline: Option<Instant>,
+        attempt: &mut Attempt,
+    ) -> Result<(ResponseHead, BodyDecoder, Option<CloseReason>), Error> {
+        let sh = &self.shared;
+        let c = lease.conn().expect("the lease was filled before the exchange (set above)");
+        c.conn.set_timeouts(timeouts, deadline);
+
+        let body_len = match body.len() {
+            Some(0) if !method_has_body(method) => BodyLength::None,
+            Some(n) => BodyLength::Known(n),
+            None => BodyLength::Chunked,
+        };
+        let expect = match body_len {
+            BodyLength::Known(n) => n > sh.expect_threshold,
+            BodyLength::Chunked => sh.expect_threshold != u64::MAX,
+            BodyLength::None => false,
+        } && !headers.contains_key(header::EXPECT);
+        let mut extra = HeaderMap::new();
+        let all_headers = if !headers.contains_key(header::USER_AGENT)
+            || !headers.contains_key(header::ACCEPT)
+            || expect
+        {
+            if !headers.contains_key(header::USER_AGENT) {
+                extra.insert(header::USER_AGENT, sh.user_agent.clone());
+            }
+            if !headers.contains_key(header::ACCEPT) {
+                extra.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+            }
+            for (k, v) in headers {
+                extra.append(k.clone(), v.clone());
+            }
+            if expect {
+                extra.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+            }
+            &extra
+        } else {
+            headers
+        };
+        let requested_close = all_headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v.as_bytes(), b"close"));
+
+        let mut out = Vec::with_capacity(256);
+        write_request_head(
+            &RequestHead {
+                method,
+                url,
+                target: TargetForm::Origin,
+                headers: all_headers,
+                body: body_len,
+            },
+            &mut out,
+        )?;
+        sh.emit(&Event::RequestHead(&out));
+
+        let mut parser = HeadParser::new(sh.parse, sh.limits, false);
+        let mut body_sent = matches!(body_len, BodyLength::None);
+        let mut waiting_continue = false;
+        match body {
+            Body::Bytes(b) if !expect && b.len() <= COALESCE_BODY_MAX => {
+                c.conn.write_all_vectored(&mut [IoSlice::new(&out), IoSlice::new(b)])?;
+                body_sent = true;
+            }
+            _ => {
+                c.conn.write_all(&out)?;
+                if expect {
+                    waiting_continue = true;
+                } else if !body_sent {
+                    send_body(&mut c.conn, body)?;
+                    body_sent = true;
+                }
+            }
+        }
+
+        let head = loop {
+            let wait = waiting_continue.then_some(sh.expect_timeout);
+            let parsed = c.conn.read_head(&mut parser, wait).inspect_err(|_| {
+                attempt.response_bytes_seen = c.conn.byte_counts().0 > 0;
+            })?;
+            attempt.response_bytes_seen = true;
+            match parsed {
+                None => {
+                    // No 100 Continue in time: send the body anyway (RFC 9110 §10.1.1).
+                    waiting_continue = false;
+                    send_body(&mut c.conn, body)?;
+                    body_sent = true;
+                }
+                Some(Parsed::Interim(status)) => {
+                    sh.emit(&Event::ResponseHead {
+                        version: http::Version::HTTP_11,
+                        status,
+                        reason: "",
+                        headers: &HeaderMap::new(),
+                    });
+                    if waiting_continue && status == http::StatusCode::CONTINUE {
+                        waiting_continue = false;
+                        send_body(&mut c.conn, body)?;
+                        body_sent = true;
+                    }
+                }
+                Some(Parsed::Final(head)) => break head,
+            }
+        };
+        sh.emit(&Event::ResponseHead {
+            version: head.version,
+            status: head.status,
+            reason: &head.reason,
+            headers: &head.headers,
+        });
+        let framing = body_framing(method, &head, &sh.parse)?;
+        let mut close = framing.close;
+        if close.is_none() && requested_close {
+            close = Some(CloseReason::RequestedClose);
+        }
+        if close.is_none() && !body_sent {
+            // The server answered before the body was sent; the connection now expects body
+            // bytes that will never come.
+            close = Some(CloseReason::UnreadBody);
+        }
+        let decoder = BodyDecoder::new(framing.body, sh.parse, sh.limits);
+        debug_assert!(framing.body != BodyFraming::None || decoder.is_done());
+        Ok((head, decoder, close))
+    }
+}
+
+fn send_body(conn: &mut Conn, body: &mut Body) -> Result<(), Error> {
+    match body {
+        Body::Empty => Ok(()),
+        Body::Bytes(b) => Ok(conn.write_all(b)?),
+        Body::Reader { reader, len } => {
+            let mut left = *len;
+            let mut block = vec![0u8; UPLOAD_BLOCK.min(usize::try_from(left).unwrap_or(UPLOAD_BLOCK)).max(1)];
+            while left > 0 {
+                let want = block.len().min(usize::try_from(left).unwrap_or(block.len()));
+                let n = match reader.read(&mut block[..want]) {
+                    Ok(0) => {
+                        return Err(Error::BodyRead(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!("body reader ended {left} bytes before its declared length"),
+                        )))
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::BodyRead(e)),
+                };
+                conn.write_all(&block[..n])?;
+                left -= n as u64;
+            }
+            Ok(())
+        }
+        Body::Chunked(reader) => {
+            let mut block = vec![0u8; UPLOAD_BLOCK];
+            loop {
+                let n = match reader.read(&mut block) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::BodyRead(e)),
+                };
+                if n == 0 {
+                    conn.finish_chunked()?;
+                    return Ok(());
+                }
+                conn.write_chunk(&block[..n])?;
+            }
+        }
+    }
+}
+
+/// Methods whose empty body is still announced with `Content-Length: 0`.
+fn method_has_body(m: &Method) -> bool {
+    *m == Method::POST || *m == Method::PUT || *m == Method::PATCH
+}
+
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+pub(crate) fn parse_url(s: &str) -> Result<Url, Error> {
+    // Refuse control bytes before the URL parser silently strips tabs and newlines (I6).
+    if s.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(Error::Url("control characters (CR, LF, NUL, tab) in the URL"));
+    }
+    let url = Url::parse(s).map_err(|_| Error::Url("not a valid absolute URL"))?;
+    check_url(&url)?;
+    Ok(url)
+}
+
+fn check_url(url: &Url) -> Result<(), Error> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::Url("only http and https are supported"));
+    }
+    match url.host_str() {
+        None | Some("") => return Err(Error::Url("no host")),
+        Some(_) => {}
+    }
+    if url.port_or_known_default() == Some(0) {
+        return Err(Error::Url("port 0"));
+    }
+    Ok(())
+}
