@@ -1,1 +1,395 @@
-fn main(){}
+//! The `ferry` command: curl-like requests in URL mode (`ferry [OPTIONS] URL...`), with
+//! `--next` groups sharing one session so connections are reused across URLs.
+#![forbid(unsafe_code)]
+
+mod args;
+mod exit;
+mod output;
+
+use args::{DataArg, Group};
+use ferry::{Body, Method, RedirectPolicy, Response, Session, TlsSettings};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Bytes moved per read of a response body: bulk copies peak at 64–96 KiB per system call.
+const COPY_BUF: usize = 96 * 1024;
+
+fn main() -> ExitCode {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let groups = match args::parse(args) {
+        Ok(g) => g,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    if groups.iter().all(|g| g.urls.is_empty()) {
+        eprintln!("ferry: no URL specified; hint: try 'ferry --help'");
+        return ExitCode::from(2);
+    }
+    let verbose = Arc::new(AtomicBool::new(false));
+    let session = {
+        let v = verbose.clone();
+        let handler: ferry::EventHandler = Arc::new(move |e: &ferry::Event<'_>| {
+            if v.load(Ordering::Relaxed) {
+                output::verbose_event(e);
+            }
+        });
+        match Session::builder().redirect_policy(RedirectPolicy::Never).on_event(handler).build() {
+            Ok(s) => s,
+            Err(e) => return ExitCode::from(report(&e.into(), false, true)),
+        }
+    };
+    let mut status = 0u8;
+    for group in &groups {
+        verbose.store(group.verbose, Ordering::Relaxed);
+        let mut remote_left = group.remote_names;
+        for (i, url) in group.urls.iter().enumerate() {
+            let output = match group.outputs.get(i) {
+                Some(o) => Output::File(o.clone()),
+                None if remote_left > 0 => {
+                    remote_left -= 1;
+                    Output::RemoteName
+                }
+                None => Output::Stdout,
+            };
+            let code = run_one(&session, group, url, output);
+            if code != 0 {
+                status = code;
+            }
+        }
+    }
+    ExitCode::from(status)
+}
+
+enum Output {
+    File(String),
+    RemoteName,
+    Stdout,
+}
+
+/// What one transfer produced, for `-w`.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    pub(crate) http_code: u16,
+    pub(crate) num_connects: u32,
+    pub(crate) num_redirects: u32,
+    pub(crate) size_download: u64,
+    pub(crate) size_header: u64,
+    pub(crate) url_effective: String,
+    pub(crate) content_type: String,
+    pub(crate) exitcode: u8,
+    pub(crate) time_total: f64,
+}
+
+/// A failure of one transfer: the curl exit code and the message.
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) message: String,
+    pub(crate) hint: Option<&'static str>,
+}
+
+impl From<ferry::Error> for Failure {
+    fn from(e: ferry::Error) -> Self {
+        Failure { code: exit::code_for(&e), message: e.to_string(), hint: e.hint() }
+    }
+}
+
+fn run_one(session: &Session, g: &Group, url: &str, output: Output) -> u8 {
+    let started = Instant::now();
+    let mut outcome = Outcome { url_effective: url.to_owned(), ..Default::default() };
+    let result = transfer(session, g, url, output, &mut outcome);
+    outcome.time_total = started.elapsed().as_secs_f64();
+    let code = match result {
+        Ok(()) => 0,
+        Err(f) => {
+            if !g.silent || g.show_error {
+                match f.hint {
+                    Some(h) => eprintln!("ferry: ({}) {}; hint: {h}", f.code, f.message),
+                    None => eprintln!("ferry: ({}) {}", f.code, f.message),
+                }
+            }
+            f.code
+        }
+    };
+    outcome.exitcode = code;
+    if let Some(fmt) = &g.write_out {
+        if let Err(e) = output::write_out(fmt, &outcome) {
+            if !g.silent || g.show_error {
+                eprintln!("ferry: (23) writing -w output failed: {e}");
+            }
+            return 23;
+        }
+    }
+    code
+}
+
+fn transfer(
+    session: &Session,
+    g: &Group,
+    url: &str,
+    output: Output,
+    outcome: &mut Outcome,
+) -> Result<(), Failure> {
+    let mut url = url.to_owned();
+    let (body, default_method, form) = request_body(g, &mut url)?;
+    let method = match (&g.method, g.head) {
+        (Some(m), _) => Method::from_bytes(m.as_bytes()).map_err(|_| Failure {
+            code: 43,
+            message: format!("'{m}' is not a valid method"),
+            hint: Some("methods are tokens such as GET, POST, PUT, DELETE"),
+        })?,
+        (None, true) => Method::HEAD,
+        (None, false) => default_method,
+    };
+    let mut req = session.request(method, &url)?;
+    if let Some(ua) = &g.user_agent {
+        req = req.header("user-agent", ua.as_str());
+    }
+    let mut has_content_type = false;
+    for line in &g.headers {
+        let Some((name, value)) = split_header(line) else {
+            return Err(Failure {
+                code: 43,
+                message: format!("header '{line}' is not 'Name: value'"),
+                hint: None,
+            });
+        };
+        if value.is_none() {
+            continue;
+        }
+        has_content_type |= name.eq_ignore_ascii_case("content-type");
+        req = req.header(name, value.unwrap_or_default());
+    }
+    if form && !has_content_type {
+        req = req.header("content-type", "application/x-www-form-urlencoded");
+    }
+    if g.location {
+        let policy = match g.redirect_policy.as_deref() {
+            None | Some("no-downgrade") => RedirectPolicy::NoHttpsToHttp,
+            Some("always") => RedirectPolicy::Always,
+            Some("never") => RedirectPolicy::Never,
+            Some(other) => {
+                return Err(Failure {
+                    code: 2,
+                    message: format!("unknown --redirect-policy '{other}'"),
+                    hint: Some("use no-downgrade, always or never"),
+                })
+            }
+        };
+        req = req.redirect_policy(policy);
+    }
+    if let Some(n) = g.max_redirs {
+        req = req.max_redirects(n);
+    }
+    if let Some(t) = g.max_time {
+        req = req.timeout(t);
+    }
+    if let Some(t) = g.connect_timeout {
+        req = req.connect_timeout(t);
+    }
+    if g.insecure || g.cacert.is_some() {
+        let mut tls = TlsSettings { danger_accept_invalid_certs: g.insecure, ..Default::default() };
+        if let Some(path) = &g.cacert {
+            let pem = std::fs::read(path).map_err(|e| Failure {
+                code: 77,
+                message: format!("cannot read CA file {path}: {e}"),
+                hint: None,
+            })?;
+            tls.extra_ca_pem = Some(pem);
+        }
+        req = req.tls(tls);
+    }
+    req = req.body(body.unwrap_or(Body::Empty));
+
+    let mut resp = req.send()?;
+    outcome.http_code = resp.status().as_u16();
+    outcome.num_connects = resp.connect_count();
+    outcome.num_redirects = resp.redirect_count();
+    outcome.url_effective = resp.url().to_string();
+    outcome.content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let head_text = output::head_text(&resp);
+    outcome.size_header = head_text.len() as u64;
+
+    if g.fail && resp.status().as_u16() >= 400 {
+        return Err(Failure {
+            code: 22,
+            message: format!("the requested URL returned error: {}", resp.status().as_u16()),
+            hint: None,
+        });
+    }
+    let mut sink = open_output(&output, resp.url())?;
+    if g.include || g.head {
+        sink.write_all(head_text.as_bytes()).map_err(write_failure)?;
+    }
+    copy_body(&mut resp, &mut sink, outcome)?;
+    sink.flush().map_err(write_failure)?;
+    Ok(())
+}
+
+fn copy_body(resp: &mut Response, sink: &mut File, outcome: &mut Outcome) -> Result<(), Failure> {
+    let mut buf = vec![0u8; COPY_BUF];
+    loop {
+        let n = match resp.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_failure(e)),
+        };
+        sink.write_all(&buf[..n]).map_err(write_failure)?;
+        outcome.size_download += n as u64;
+    }
+}
+
+fn read_failure(e: io::Error) -> Failure {
+    match e.into_inner().map(|inner| inner.downcast::<ferry::Error>()) {
+        Some(Ok(fe)) => (*fe).into(),
+        Some(Err(other)) => Failure { code: 56, message: other.to_string(), hint: None },
+        None => Failure { code: 56, message: "receive failed".into(), hint: None },
+    }
+}
+
+fn write_failure(e: io::Error) -> Failure {
+    Failure { code: 23, message: format!("failed writing the body: {e}"), hint: None }
+}
+
+/// Opens where the body goes. Stdout is written unbuffered through its own descriptor: the
+/// standard library's line buffering would scan every bulk block for newlines.
+fn open_output(output: &Output, url: &ferry::Url) -> Result<File, Failure> {
+    let path = match output {
+        Output::Stdout => {
+            return io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map(File::from)
+                .map_err(write_failure)
+        }
+        Output::File(p) if p == "-" => return open_output(&Output::Stdout, url),
+        Output::File(p) => p.clone(),
+        Output::RemoteName => remote_name(url)?,
+    };
+    File::create(&path).map_err(|e| Failure {
+        code: 23,
+        message: format!("cannot create {path}: {e}"),
+        hint: None,
+    })
+}
+
+/// The file name `-O` uses: the URL's last path segment, never a path of its own.
+fn remote_name(url: &ferry::Url) -> Result<String, Failure> {
+    let name = url.path_segments().and_then(|mut s| s.next_back()).unwrap_or("");
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(Failure {
+            code: 23,
+            message: format!("the URL {url} has no file name to save to"),
+            hint: Some("use -o FILE"),
+        });
+    }
+    Ok(name.to_owned())
+}
+
+/// Splits `Name: value`. `Name:` alone is `(name, None)` (curl removes the header);
+/// `Name;` is an empty value.
+fn split_header(line: &str) -> Option<(&str, Option<&str>)> {
+    if let Some((name, value)) = line.split_once(':') {
+        let value = value.trim_start_matches([' ', '\t']);
+        if value.is_empty() {
+            return Some((name, None));
+        }
+        return Some((name, Some(value)));
+    }
+    line.strip_suffix(';').map(|name| (name, Some("")))
+}
+
+/// The request body from `-d`, `--data-binary` or `-T`: (body, default method, is form data).
+fn request_body(g: &Group, url: &mut String) -> Result<(Option<Body>, Method, bool), Failure> {
+    let read_failure = |what: &str, e: io::Error| Failure {
+        code: 26,
+        message: format!("cannot read {what}: {e}"),
+        hint: None,
+    };
+    if let Some(path) = &g.upload {
+        if url.ends_with('/') {
+            let base = std::path::Path::new(path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            url.push_str(&base);
+        }
+        if path == "-" {
+            return Ok((Some(Body::Chunked(Box::new(io::stdin()))), Method::PUT, false));
+        }
+        let file = File::open(path).map_err(|e| read_failure(path, e))?;
+        let len = file.metadata().map_err(|e| read_failure(path, e))?.len();
+        return Ok((Some(Body::Reader { reader: Box::new(file), len }), Method::PUT, false));
+    }
+    if g.data.is_empty() {
+        return Ok((None, Method::GET, false));
+    }
+    let mut joined = Vec::new();
+    for (i, d) in g.data.iter().enumerate() {
+        if i > 0 {
+            joined.push(b'&');
+        }
+        let (text, strip) = match d {
+            DataArg::Ascii(t) => (t, true),
+            DataArg::Binary(t) => (t, false),
+        };
+        match text.strip_prefix('@') {
+            Some(path) => {
+                let mut bytes = Vec::new();
+                if path == "-" {
+                    io::stdin().read_to_end(&mut bytes).map_err(|e| read_failure("stdin", e))?;
+                } else {
+                    bytes = std::fs::read(path).map_err(|e| read_failure(path, e))?;
+                }
+                if strip {
+                    bytes.retain(|b| *b != b'\r' && *b != b'\n');
+                }
+                joined.extend_from_slice(&bytes);
+            }
+            None => joined.extend_from_slice(text.as_bytes()),
+        }
+    }
+    Ok((Some(Body::Bytes(joined)), Method::POST, true))
+}
+
+/// Prints an error that happened before any transfer.
+fn report(f: &Failure, silent: bool, show_error: bool) -> u8 {
+    if !silent || show_error {
+        eprintln!("ferry: ({}) {}", f.code, f.message);
+    }
+    f.code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lines() {
+        assert_eq!(split_header("A: b"), Some(("A", Some("b"))));
+        assert_eq!(split_header("A:b: c"), Some(("A", Some("b: c"))));
+        assert_eq!(split_header("A:"), Some(("A", None)));
+        assert_eq!(split_header("A;"), Some(("A", Some(""))));
+        assert_eq!(split_header("A"), None);
+    }
+
+    #[test]
+    fn remote_names() {
+        let u = |s: &str| ferry::Url::parse(s).unwrap();
+        assert_eq!(remote_name(&u("http://h/a/b.txt?x=1")).ok(), Some("b.txt".into()));
+        assert!(remote_name(&u("http://h/")).is_err());
+        assert!(remote_name(&u("http://h/a/..")).is_err());
+    }
+}

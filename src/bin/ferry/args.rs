@@ -1,0 +1,226 @@
+//! Command-line parsing: curl's options for URL mode, split into groups at `--next`.
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use std::ffi::OsString;
+use std::time::Duration;
+
+/// One `--next`-separated group: its URLs and the options that apply to them.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Group {
+    pub(crate) urls: Vec<String>,
+    pub(crate) outputs: Vec<String>,
+    pub(crate) remote_names: usize,
+    pub(crate) include: bool,
+    pub(crate) head: bool,
+    pub(crate) method: Option<String>,
+    pub(crate) headers: Vec<String>,
+    pub(crate) data: Vec<DataArg>,
+    pub(crate) upload: Option<String>,
+    pub(crate) location: bool,
+    pub(crate) max_redirs: Option<u32>,
+    pub(crate) redirect_policy: Option<String>,
+    pub(crate) silent: bool,
+    pub(crate) show_error: bool,
+    pub(crate) verbose: bool,
+    pub(crate) fail: bool,
+    pub(crate) max_time: Option<Duration>,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) cacert: Option<String>,
+    pub(crate) insecure: bool,
+    pub(crate) user_agent: Option<String>,
+    pub(crate) write_out: Option<String>,
+}
+
+/// A `-d` / `--data-binary` argument.
+#[derive(Debug, Clone)]
+pub(crate) enum DataArg {
+    /// `-d`: `@file` has CR and LF stripped, as curl does.
+    Ascii(String),
+    /// `--data-binary`: `@file` is sent as is.
+    Binary(String),
+}
+
+fn command() -> Command {
+    let flag = |name: &'static str, short: Option<char>, help: &'static str| {
+        let a = Arg::new(name).long(name).action(ArgAction::SetTrue).help(help);
+        match short {
+            Some(c) => a.short(c),
+            None => a,
+        }
+    };
+    let opt = |name: &'static str, short: Option<char>, value: &'static str, help: &'static str| {
+        let a = Arg::new(name)
+            .long(name)
+            .value_name(value)
+            .action(ArgAction::Append)
+            .allow_hyphen_values(true)
+            .help(help);
+        match short {
+            Some(c) => a.short(c),
+            None => a,
+        }
+    };
+    Command::new("ferry")
+        .about("A non-interactive HTTP/1.1 client: curl-like requests (URL mode)")
+        .override_usage(
+            "ferry [OPTIONS] URL... [--next [OPTIONS] URL...]\n       ferry --help",
+        )
+        .disable_version_flag(true)
+        .arg(Arg::new("url").value_name("URL").action(ArgAction::Append).help("URL to fetch"))
+        .arg(opt("output", Some('o'), "FILE", "Write the body to FILE (one per URL, in order)"))
+        .arg(
+            Arg::new("remote-name")
+                .long("remote-name")
+                .short('O')
+                .action(ArgAction::Count)
+                .help("Write the body to a file named like the URL's last path segment"),
+        )
+        .arg(flag("include", Some('i'), "Include the response head in the output"))
+        .arg(flag("head", Some('I'), "Send HEAD and print the response head"))
+        .arg(opt("request", Some('X'), "METHOD", "Use METHOD"))
+        .arg(opt("header", Some('H'), "LINE", "Add a header 'Name: value'"))
+        .arg(opt("data", Some('d'), "DATA", "POST DATA (@file reads a file, CR/LF stripped)"))
+        .arg(opt("data-binary", None, "DATA", "POST DATA as is (@file reads a file)"))
+        .arg(opt("upload-file", Some('T'), "FILE", "PUT FILE ('-' streams stdin, chunked)"))
+        .arg(flag("location", Some('L'), "Follow redirects"))
+        .arg(opt("max-redirs", None, "N", "At most N redirects (default 10)"))
+        .arg(opt(
+            "redirect-policy",
+            None,
+            "POLICY",
+            "With -L: no-downgrade (default: never https to http), always, never",
+        ))
+        .arg(flag("silent", Some('s'), "Print no error messages"))
+        .arg(flag("show-error", Some('S'), "With -s, still print errors"))
+        .arg(flag("verbose", Some('v'), "Print heads ('>' sent, '<' received) and events ('*')"))
+        .arg(flag("fail", Some('f'), "Exit 22 without output on HTTP errors (>= 400)"))
+        .arg(opt("max-time", Some('m'), "SECONDS", "Total time limit per URL"))
+        .arg(opt("connect-timeout", None, "SECONDS", "Connect time limit"))
+        .arg(opt("cacert", None, "FILE", "Trust the CA certificates in FILE (PEM)"))
+        .arg(flag("insecure", Some('k'), "Do not verify the server certificate (unsafe)"))
+        .arg(opt("user-agent", Some('A'), "NAME", "Send User-Agent NAME"))
+        .arg(opt("write-out", Some('w'), "FORMAT", "Print FORMAT after each transfer"))
+}
+
+/// Parses `args` (without the program name) into groups split at `--next`.
+pub(crate) fn parse(args: Vec<OsString>) -> Result<Vec<Group>, clap::Error> {
+    let mut groups = Vec::new();
+    for part in args.split(|a| a == "--next") {
+        let m = command().try_get_matches_from(
+            std::iter::once(OsString::from("ferry")).chain(part.iter().cloned()),
+        )?;
+        groups.push(group(&m)?);
+    }
+    Ok(groups)
+}
+
+fn strings(m: &ArgMatches, name: &str) -> Vec<String> {
+    m.get_many::<String>(name).map(|v| v.cloned().collect()).unwrap_or_default()
+}
+
+fn last(m: &ArgMatches, name: &str) -> Option<String> {
+    m.get_many::<String>(name).and_then(|v| v.last().cloned())
+}
+
+fn seconds(m: &ArgMatches, name: &str) -> Result<Option<Duration>, clap::Error> {
+    match last(m, name) {
+        None => Ok(None),
+        Some(s) => match s.parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 && v < 1e9 => Ok(Some(Duration::from_secs_f64(v))),
+            _ => Err(command().error(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--{name}: '{s}' is not a number of seconds"),
+            )),
+        },
+    }
+}
+
+fn group(m: &ArgMatches) -> Result<Group, clap::Error> {
+    let mut data = Vec::new();
+    // Keep -d and --data-binary in command-line order, as curl joins them with '&'.
+    let mut indexed: Vec<(usize, DataArg)> = Vec::new();
+    for (name, make) in [
+        ("data", DataArg::Ascii as fn(String) -> DataArg),
+        ("data-binary", DataArg::Binary as fn(String) -> DataArg),
+    ] {
+        if let (Some(vals), Some(idx)) = (m.get_many::<String>(name), m.indices_of(name)) {
+            indexed.extend(idx.zip(vals.cloned().map(make)));
+        }
+    }
+    indexed.sort_by_key(|(i, _)| *i);
+    data.extend(indexed.into_iter().map(|(_, d)| d));
+    let max_redirs = match last(m, "max-redirs") {
+        None => None,
+        Some(s) => Some(s.parse::<i64>().map(|n| n.clamp(0, u32::MAX as i64) as u32).map_err(
+            |_| {
+                command().error(
+                    clap::error::ErrorKind::ValueValidation,
+                    format!("--max-redirs: '{s}' is not a number"),
+                )
+            },
+        )?),
+    };
+    Ok(Group {
+        urls: strings(m, "url"),
+        outputs: strings(m, "output"),
+        remote_names: m.get_count("remote-name") as usize,
+        include: m.get_flag("include"),
+        head: m.get_flag("head"),
+        method: last(m, "request"),
+        headers: strings(m, "header"),
+        data,
+        upload: last(m, "upload-file"),
+        location: m.get_flag("location"),
+        max_redirs,
+        redirect_policy: last(m, "redirect-policy"),
+        silent: m.get_flag("silent"),
+        show_error: m.get_flag("show-error"),
+        verbose: m.get_flag("verbose"),
+        fail: m.get_flag("fail"),
+        max_time: seconds(m, "max-time")?,
+        connect_timeout: seconds(m, "connect-timeout")?,
+        cacert: last(m, "cacert"),
+        insecure: m.get_flag("insecure"),
+        user_agent: last(m, "user-agent"),
+        write_out: last(m, "write-out"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Vec<Group> {
+        parse(args.iter().map(OsString::from).collect()).unwrap()
+    }
+
+    #[test]
+    fn groups_split_at_next() {
+        let g = p(&["-v", "http://a/", "http://b/", "--next", "-d", "x", "http://c/"]);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].urls, ["http://a/", "http://b/"]);
+        assert!(g[0].verbose);
+        assert!(!g[1].verbose);
+        assert!(matches!(&g[1].data[..], [DataArg::Ascii(d)] if d == "x"));
+    }
+
+    #[test]
+    fn data_keeps_order() {
+        let g = p(&["--data-binary", "b", "-d", "a", "-d", "c", "http://x/"]);
+        let got: Vec<_> = g[0]
+            .data
+            .iter()
+            .map(|d| match d {
+                DataArg::Ascii(s) | DataArg::Binary(s) => s.as_str(),
+            })
+            .collect();
+        assert_eq!(got, ["b", "a", "c"]);
+    }
+
+    #[test]
+    fn seconds_parse() {
+        let g = p(&["-m", "1.5", "--connect-timeout", "2", "http://x/"]);
+        assert_eq!(g[0].max_time, Some(Duration::from_millis(1500)));
+        assert_eq!(g[0].connect_timeout, Some(Duration::from_secs(2)));
+        assert!(parse(vec!["-m".into(), "soon".into(), "http://x/".into()]).is_err());
+    }
+}
