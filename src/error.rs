@@ -93,9 +93,16 @@ impl Error {
                 TransportError::Closed(Phase::Send) => ErrorKind::Send,
                 TransportError::Closed(Phase::Tls) => ErrorKind::Tls,
                 TransportError::Closed(_) => ErrorKind::Connect,
-                TransportError::Io { phase: Phase::Send, .. } => ErrorKind::Send,
-                TransportError::Io { phase: Phase::Tls, .. } => ErrorKind::Tls,
-                TransportError::Io { phase: Phase::Connect, .. } => ErrorKind::Connect,
+                TransportError::Io {
+                    phase: Phase::Send, ..
+                } => ErrorKind::Send,
+                TransportError::Io {
+                    phase: Phase::Tls, ..
+                } => ErrorKind::Tls,
+                TransportError::Io {
+                    phase: Phase::Connect,
+                    ..
+                } => ErrorKind::Connect,
                 TransportError::Io { .. } => ErrorKind::Receive,
                 TransportError::Resolve { .. } => ErrorKind::Resolve,
                 TransportError::Timeout(_) => ErrorKind::Timeout,
@@ -134,15 +141,15 @@ impl Error {
     /// code from WinHTTP.
     pub fn winhttp_code(&self) -> u32 {
         match self.kind() {
-            ErrorKind::Timeout => 12002,                  // ERROR_WINHTTP_TIMEOUT
-            ErrorKind::InvalidUrl => 12005,               // ERROR_WINHTTP_INVALID_URL
-            ErrorKind::Resolve => 12007,                  // ERROR_WINHTTP_NAME_NOT_RESOLVED
-            ErrorKind::Connect => 12029,                  // ERROR_WINHTTP_CANNOT_CONNECT
+            ErrorKind::Timeout => 12002,    // ERROR_WINHTTP_TIMEOUT
+            ErrorKind::InvalidUrl => 12005, // ERROR_WINHTTP_INVALID_URL
+            ErrorKind::Resolve => 12007,    // ERROR_WINHTTP_NAME_NOT_RESOLVED
+            ErrorKind::Connect => 12029,    // ERROR_WINHTTP_CANNOT_CONNECT
             ErrorKind::Certificate | ErrorKind::Tls => 12175, // ERROR_WINHTTP_SECURE_FAILURE
             ErrorKind::TooManyRedirects | ErrorKind::Redirect => 12156, // REDIRECT_FAILED
             ErrorKind::Protocol | ErrorKind::Limit => 12152, // INVALID_SERVER_RESPONSE
-            ErrorKind::InvalidInput => 12004,             // ERROR_WINHTTP_INTERNAL_ERROR
-            _ => 12030,                                   // ERROR_WINHTTP_CONNECTION_ERROR
+            ErrorKind::InvalidInput => 12004, // ERROR_WINHTTP_INTERNAL_ERROR
+            _ => 12030,                     // ERROR_WINHTTP_CONNECTION_ERROR
         }
     }
 

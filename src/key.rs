@@ -49,7 +49,12 @@ impl PoolKey {
     /// The one constructor. `tls_profile` identifies the TLS configuration (roots, verification
     /// switches); plain-HTTP keys carry it too, so a change of TLS settings never matters less
     /// than it should.
-    pub(crate) fn new(url: &Url, route: Route, identity: Identity, tls_profile: u64) -> Option<Self> {
+    pub(crate) fn new(
+        url: &Url,
+        route: Route,
+        identity: Identity,
+        tls_profile: u64,
+    ) -> Option<Self> {
         let scheme = match url.scheme() {
             "http" => Scheme::Http,
             "https" => Scheme::Https,
@@ -68,7 +73,14 @@ impl PoolKey {
 
     /// The parts of the key, named; exhaustive so that a new field must be listed.
     pub fn parts(&self) -> (&str, &str, u16, &Route, &Identity, u64) {
-        let PoolKey { scheme, host, port, route, identity, tls_profile } = self;
+        let PoolKey {
+            scheme,
+            host,
+            port,
+            route,
+            identity,
+            tls_profile,
+        } = self;
         let scheme = match scheme {
             Scheme::Http => "http",
             Scheme::Https => "https",
@@ -95,7 +107,10 @@ impl PoolKey {
 impl fmt::Debug for PoolKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (scheme, host, port, route, identity, tls) = self.parts();
-        write!(f, "PoolKey({scheme}://{host}:{port} via {route:?} as {identity:?}, tls#{tls})")
+        write!(
+            f,
+            "PoolKey({scheme}://{host}:{port} via {route:?} as {identity:?}, tls#{tls})"
+        )
     }
 }
 
@@ -104,7 +119,13 @@ mod tests {
     use super::*;
 
     fn key(u: &str, tls: u64) -> PoolKey {
-        PoolKey::new(&Url::parse(u).unwrap(), Route::Direct, Identity::Anonymous, tls).unwrap()
+        PoolKey::new(
+            &Url::parse(u).unwrap(),
+            Route::Direct,
+            Identity::Anonymous,
+            tls,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -115,7 +136,12 @@ mod tests {
         assert_ne!(key("http://h/", 1), key("http://g/", 1));
         assert_ne!(key("https://h/", 1), key("https://h/", 2));
         assert_eq!(key("http://[::1]:8/", 1).host(), "::1");
-        assert!(PoolKey::new(&Url::parse("ftp://h/").unwrap(), Route::Direct, Identity::Anonymous, 0)
-            .is_none());
+        assert!(PoolKey::new(
+            &Url::parse("ftp://h/").unwrap(),
+            Route::Direct,
+            Identity::Anonymous,
+            0
+        )
+        .is_none());
     }
 }

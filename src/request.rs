@@ -46,14 +46,16 @@ impl RequestBuilder {
                 self.headers.append(n, v);
             }
             (Err(_), _) => {
-                self.invalid.get_or_insert(Error::Http(ferry_http::Error::Local(
-                    ferry_http::proto::Misuse::BadHeaderName,
-                )));
+                self.invalid
+                    .get_or_insert(Error::Http(ferry_http::Error::Local(
+                        ferry_http::proto::Misuse::BadHeaderName,
+                    )));
             }
             (_, Err(_)) => {
-                self.invalid.get_or_insert(Error::Http(ferry_http::Error::Local(
-                    ferry_http::proto::Misuse::BadHeaderValue,
-                )));
+                self.invalid
+                    .get_or_insert(Error::Http(ferry_http::Error::Local(
+                        ferry_http::proto::Misuse::BadHeaderValue,
+                    )));
             }
         }
         self
@@ -73,7 +75,10 @@ impl RequestBuilder {
 
     /// Sends `len` bytes read from `reader` with `Content-Length`.
     pub fn body_reader(mut self, reader: impl Read + Send + 'static, len: u64) -> Self {
-        self.body = Body::Reader { reader: Box::new(reader), len };
+        self.body = Body::Reader {
+            reader: Box::new(reader),
+            len,
+        };
         self
     }
 

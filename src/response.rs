@@ -167,7 +167,10 @@ impl BodyReader {
             }
             Some(r) => {
                 c.conn.stream_mut().shutdown();
-                self.shared.emit(&Event::Closed { id, why: &r.to_string() });
+                self.shared.emit(&Event::Closed {
+                    id,
+                    why: &r.to_string(),
+                });
                 lease.discard();
             }
         }

@@ -79,7 +79,9 @@ pub struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("idle", &self.shared.pool.idle_count()).finish()
+        f.debug_struct("Session")
+            .field("idle", &self.shared.pool.idle_count())
+            .finish()
     }
 }
 
@@ -154,7 +156,10 @@ impl SessionBuilder {
     }
     /// Adds trusted CA certificates (PEM) to the webpki roots.
     pub fn add_root_certificates_pem(mut self, pem: &[u8]) -> Self {
-        self.tls.extra_ca_pem.get_or_insert_with(Vec::new).extend_from_slice(pem);
+        self.tls
+            .extra_ca_pem
+            .get_or_insert_with(Vec::new)
+            .extend_from_slice(pem);
         self
     }
     /// Accepts any server certificate. Dangerous; for testing only.
@@ -213,7 +218,9 @@ impl SessionBuilder {
     /// without certificates).
     pub fn build(self) -> Result<Session, Error> {
         let user_agent = HeaderValue::from_str(&self.user_agent).map_err(|_| {
-            Error::Http(ferry_http::Error::Local(ferry_http::proto::Misuse::BadHeaderValue))
+            Error::Http(ferry_http::Error::Local(
+                ferry_http::proto::Misuse::BadHeaderValue,
+            ))
         })?;
         let shared = Shared {
             timeouts: self.timeouts,
@@ -232,7 +239,9 @@ impl SessionBuilder {
             next_conn_id: AtomicU64::new(0),
             events: self.events,
         };
-        let session = Session { shared: Arc::new(shared) };
+        let session = Session {
+            shared: Arc::new(shared),
+        };
         // Build the default TLS configuration now so a bad CA bundle fails here, not later.
         session.tls_config(&self.tls)?;
         Ok(session)
@@ -306,7 +315,11 @@ impl Session {
     }
 
     fn tls_config(&self, s: &TlsSettings) -> Result<(u64, Arc<ClientConfig>), Error> {
-        let mut map = self.shared.tls_configs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self
+            .shared
+            .tls_configs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(found) = map.get(s) {
             return Ok(found.clone());
         }
@@ -320,9 +333,19 @@ impl Session {
         if let Some(e) = req.invalid {
             return Err(e);
         }
-        let RequestBuilder { method, mut url, mut headers, mut body, options, .. } = req;
+        let RequestBuilder {
+            method,
+            mut url,
+            mut headers,
+            mut body,
+            options,
+            ..
+        } = req;
         let sh = &self.shared;
-        let deadline = options.total_timeout.or(sh.total_timeout).map(|t| Instant::now() + t);
+        let deadline = options
+            .total_timeout
+            .or(sh.total_timeout)
+            .map(|t| Instant::now() + t);
         let mut timeouts = sh.timeouts;
         if let Some(c) = options.connect_timeout {
             timeouts.connect = c;
@@ -337,7 +360,14 @@ impl Session {
         loop {
             check_url(&url)?;
             let mut resp = self.exchange(
-                &method, &url, &headers, &mut body, timeouts, deadline, tls_id, &tls_config,
+                &method,
+                &url,
+                &headers,
+                &mut body,
+                timeouts,
+                deadline,
+                tls_id,
+                &tls_config,
                 &mut connects,
             )?;
             resp.redirects = redirects;
@@ -351,17 +381,23 @@ impl Session {
             let Some(location) = resp.headers().get(header::LOCATION) else {
                 return Ok(resp);
             };
-            let next = redirect::resolve_location(&url, location.as_bytes())
-                .ok_or(Error::BadLocation)?;
+            let next =
+                redirect::resolve_location(&url, location.as_bytes()).ok_or(Error::BadLocation)?;
             if !matches!(next.scheme(), "http" | "https") {
-                sh.emit(&Event::RedirectRefused { to: &next, why: "unsupported scheme" });
+                sh.emit(&Event::RedirectRefused {
+                    to: &next,
+                    why: "unsupported scheme",
+                });
                 return Ok(resp);
             }
             if policy == RedirectPolicy::NoHttpsToHttp
                 && url.scheme() == "https"
                 && next.scheme() == "http"
             {
-                sh.emit(&Event::RedirectRefused { to: &next, why: "https to http not allowed" });
+                sh.emit(&Event::RedirectRefused {
+                    to: &next,
+                    why: "https to http not allowed",
+                });
                 return Ok(resp);
             }
             if redirects >= max_redirects {
@@ -406,12 +442,15 @@ impl Session {
             .ok_or(Error::Url("unsupported scheme or missing host"))?;
         let mut retried = false;
         loop {
-            let mut lease = self.shared.pool.acquire(&key, Instant::now(), deadline, |c| {
-                c.conn.is_idle_alive()
-            })?;
+            let mut lease = self
+                .shared
+                .pool
+                .acquire(&key, Instant::now(), deadline, |c| c.conn.is_idle_alive())?;
             let reused = lease.is_reused();
             if reused {
-                let c = lease.conn_ref().expect("a reused lease holds a connection (pool invariant)");
+                let c = lease
+                    .conn_ref()
+                    .expect("a reused lease holds a connection (pool invariant)");
                 if let Ok(peer) = c.conn.stream().peer_addr() {
                     self.shared.emit(&Event::Reused { peer, id: c.id });
                 }
@@ -420,8 +459,20 @@ impl Session {
                 *connects += 1;
                 lease.set(conn);
             }
-            let mut attempt = Attempt { reused, response_bytes_seen: false };
-            match self.exchange_on(&mut lease, method, url, headers, body, timeouts, deadline, &mut attempt) {
+            let mut attempt = Attempt {
+                reused,
+                response_bytes_seen: false,
+            };
+            match self.exchange_on(
+                &mut lease,
+                method,
+                url,
+                headers,
+                body,
+                timeouts,
+                deadline,
+                &mut attempt,
+            ) {
                 Ok((head, decoder, close)) => {
                     let mut reader = BodyReader {
                         lease: Some(lease),
@@ -452,9 +503,7 @@ impl Session {
                     // again (hyper and ureq do the same).
                     let stale = matches!(
                         &e,
-                        Error::Transport(
-                            TransportError::Closed(_) | TransportError::Io { .. }
-                        )
+                        Error::Transport(TransportError::Closed(_) | TransportError::Io { .. })
                     );
                     if attempt.reused
                         && !attempt.response_bytes_seen
@@ -484,7 +533,9 @@ impl Session {
         let resolve_budget = match (timeouts.resolve, deadline) {
             (r, None) => r,
             (r, Some(d)) => {
-                let left = d.checked_duration_since(Instant::now()).unwrap_or(Duration::ZERO);
+                let left = d
+                    .checked_duration_since(Instant::now())
+                    .unwrap_or(Duration::ZERO);
                 if left.is_zero() {
                     return Err(TransportError::Timeout(Phase::Resolve).into());
                 }
@@ -507,14 +558,20 @@ impl Session {
             let s = Stream::tls(tls);
             if sh.events.is_some() {
                 if let Some((version, cipher)) = s.tls_info() {
-                    sh.emit(&Event::TlsEstablished { version: &version, cipher: &cipher });
+                    sh.emit(&Event::TlsEstablished {
+                        version: &version,
+                        cipher: &cipher,
+                    });
                 }
             }
             s
         } else {
             Stream::plain(tcp)
         };
-        Ok(Connection { conn: Conn::new(stream, timeouts), id })
+        Ok(Connection {
+            conn: Conn::new(stream, timeouts),
+            id,
+        })
     }
 
     /// One request/response head exchange on a leased connection.
@@ -531,7 +588,9 @@ impl Session {
         attempt: &mut Attempt,
     ) -> Result<(ResponseHead, BodyDecoder, Option<CloseReason>), Error> {
         let sh = &self.shared;
-        let c = lease.conn().expect("the lease was filled before the exchange (set above)");
+        let c = lease
+            .conn()
+            .expect("the lease was filled before the exchange (set above)");
         c.conn.set_timeouts(timeouts, deadline);
 
         let body_len = match body.len() {
@@ -588,7 +647,8 @@ impl Session {
         let mut waiting_continue = false;
         match body {
             Body::Bytes(b) if !expect && b.len() <= COALESCE_BODY_MAX => {
-                c.conn.write_all_vectored(&mut [IoSlice::new(&out), IoSlice::new(b)])?;
+                c.conn
+                    .write_all_vectored(&mut [IoSlice::new(&out), IoSlice::new(b)])?;
                 body_sent = true;
             }
             _ => {
@@ -659,9 +719,16 @@ fn send_body(conn: &mut Conn, body: &mut Body) -> Result<(), Error> {
         Body::Bytes(b) => Ok(conn.write_all(b)?),
         Body::Reader { reader, len } => {
             let mut left = *len;
-            let mut block = vec![0u8; UPLOAD_BLOCK.min(usize::try_from(left).unwrap_or(UPLOAD_BLOCK)).max(1)];
+            let mut block = vec![
+                0u8;
+                UPLOAD_BLOCK
+                    .min(usize::try_from(left).unwrap_or(UPLOAD_BLOCK))
+                    .max(1)
+            ];
             while left > 0 {
-                let want = block.len().min(usize::try_from(left).unwrap_or(block.len()));
+                let want = block
+                    .len()
+                    .min(usize::try_from(left).unwrap_or(block.len()));
                 let n = match reader.read(&mut block[..want]) {
                     Ok(0) => {
                         return Err(Error::BodyRead(std::io::Error::new(
@@ -702,13 +769,17 @@ fn method_has_body(m: &Method) -> bool {
 }
 
 fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 pub(crate) fn parse_url(s: &str) -> Result<Url, Error> {
     // Refuse control bytes before the URL parser silently strips tabs and newlines (I6).
     if s.bytes().any(|b| b < 0x20 || b == 0x7f) {
-        return Err(Error::Url("control characters (CR, LF, NUL, tab) in the URL"));
+        return Err(Error::Url(
+            "control characters (CR, LF, NUL, tab) in the URL",
+        ));
     }
     let url = Url::parse(s).map_err(|_| Error::Url("not a valid absolute URL"))?;
     check_url(&url)?;

@@ -140,7 +140,9 @@ impl Conn {
                 Err(e) => return Err(TransportError::from_io(Phase::Send, e).into()),
             }
         }
-        self.stream.flush().map_err(|e| TransportError::from_io(Phase::Send, e))?;
+        self.stream
+            .flush()
+            .map_err(|e| TransportError::from_io(Phase::Send, e))?;
         Ok(())
     }
 
@@ -195,7 +197,9 @@ impl Conn {
             };
             match self.fill(op) {
                 Ok(0) if received_any => {
-                    return Err(crate::Error::Remote(crate::proto::Violation::IncompleteHead).into())
+                    return Err(
+                        crate::Error::Remote(crate::proto::Violation::IncompleteHead).into(),
+                    )
                 }
                 Ok(0) => return Err(TransportError::Closed(Phase::Receive).into()),
                 Ok(_) => received_any = true,
@@ -356,7 +360,11 @@ impl Conn {
 /// Writes `n` in hex followed by CRLF into `out`; returns the length.
 fn hex_line(n: u64, out: &mut [u8; 18]) -> usize {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digits = if n == 0 { 1 } else { (64 - n.leading_zeros() as usize).div_ceil(4) };
+    let digits = if n == 0 {
+        1
+    } else {
+        (64 - n.leading_zeros() as usize).div_ceil(4)
+    };
     for i in 0..digits {
         out[digits - 1 - i] = HEX[((n >> (4 * i)) & 0xf) as usize];
     }
@@ -372,7 +380,12 @@ mod tests {
     #[test]
     fn hex_lines() {
         let mut b = [0u8; 18];
-        for (n, s) in [(0u64, "0\r\n"), (15, "f\r\n"), (16, "10\r\n"), (u64::MAX, "ffffffffffffffff\r\n")] {
+        for (n, s) in [
+            (0u64, "0\r\n"),
+            (15, "f\r\n"),
+            (16, "10\r\n"),
+            (u64::MAX, "ffffffffffffffff\r\n"),
+        ] {
             let len = hex_line(n, &mut b);
             assert_eq!(&b[..len], s.as_bytes());
         }

@@ -77,7 +77,10 @@ impl fmt::Display for TransportError {
             TransportError::Certificate(e) => write!(f, "server certificate rejected: {e}"),
             TransportError::Closed(p) => write!(f, "connection closed by peer during {p}"),
             TransportError::Io { phase, source } => write!(f, "{phase} failed: {source}"),
-            TransportError::Resolve { host, source: Some(e) } => {
+            TransportError::Resolve {
+                host,
+                source: Some(e),
+            } => {
                 write!(f, "could not resolve host {host}: {e}")
             }
             TransportError::Resolve { host, source: None } => {
@@ -96,7 +99,9 @@ impl std::error::Error for TransportError {
                 Some(source)
             }
             TransportError::Certificate(e) | TransportError::Tls(e) => Some(e),
-            TransportError::Resolve { source: Some(e), .. } => Some(e),
+            TransportError::Resolve {
+                source: Some(e), ..
+            } => Some(e),
             _ => None,
         }
     }
@@ -111,7 +116,9 @@ impl TransportError {
             io::ErrorKind::UnexpectedEof => TransportError::Closed(phase),
             _ => {
                 if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
-                    let inner = e.into_inner().and_then(|b| b.downcast::<rustls::Error>().ok());
+                    let inner = e
+                        .into_inner()
+                        .and_then(|b| b.downcast::<rustls::Error>().ok());
                     if let Some(tls) = inner {
                         return TransportError::from_tls(*tls);
                     }

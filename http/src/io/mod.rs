@@ -12,6 +12,8 @@ mod tls;
 
 pub use conn::{Conn, ConnError, READ_BUF_SIZE};
 pub use error::{Phase, TransportError};
+/// The rustls client configuration built from [`TlsSettings`].
+pub use rustls::ClientConfig;
 pub use stream::Stream;
 pub use tcp::{connect_tcp, resolve};
 pub use tls::{connect_tls, TlsSettings};

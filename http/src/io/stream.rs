@@ -31,12 +31,20 @@ impl std::fmt::Debug for Stream {
 impl Stream {
     /// A plain TCP stream.
     pub fn plain(tcp: TcpStream) -> Self {
-        Stream { inner: Inner::Plain(tcp), read_timeout: None, write_timeout: None }
+        Stream {
+            inner: Inner::Plain(tcp),
+            read_timeout: None,
+            write_timeout: None,
+        }
     }
 
     /// A TLS stream whose handshake is complete.
     pub fn tls(tls: StreamOwned<ClientConnection, TcpStream>) -> Self {
-        Stream { inner: Inner::Tls(Box::new(tls)), read_timeout: None, write_timeout: None }
+        Stream {
+            inner: Inner::Tls(Box::new(tls)),
+            read_timeout: None,
+            write_timeout: None,
+        }
     }
 
     /// Whether this stream is TLS.
@@ -57,7 +65,11 @@ impl Stream {
         match &self.inner {
             Inner::Plain(_) => None,
             Inner::Tls(s) => {
-                let v = s.conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
+                let v = s
+                    .conn
+                    .protocol_version()
+                    .map(|v| format!("{v:?}"))
+                    .unwrap_or_default();
                 let c = s
                     .conn
                     .negotiated_cipher_suite()

@@ -34,7 +34,10 @@ pub fn resolve(
                 .spawn(move || {
                     let _ = tx.send(lookup(h));
                 })
-                .map_err(|e| TransportError::Resolve { host: host.to_owned(), source: Some(e) })?;
+                .map_err(|e| TransportError::Resolve {
+                    host: host.to_owned(),
+                    source: Some(e),
+                })?;
             match rx.recv_timeout(t) {
                 Ok(r) => r,
                 Err(_) => return Err(TransportError::Timeout(Phase::Resolve)),
@@ -42,11 +45,15 @@ pub fn resolve(
         }
     };
     match result {
-        Ok(addrs) if addrs.is_empty() => {
-            Err(TransportError::Resolve { host: host.to_owned(), source: None })
-        }
+        Ok(addrs) if addrs.is_empty() => Err(TransportError::Resolve {
+            host: host.to_owned(),
+            source: None,
+        }),
         Ok(addrs) => Ok(addrs),
-        Err(e) => Err(TransportError::Resolve { host: host.to_owned(), source: Some(e) }),
+        Err(e) => Err(TransportError::Resolve {
+            host: host.to_owned(),
+            source: Some(e),
+        }),
     }
 }
 
@@ -79,10 +86,13 @@ fn connect_one(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Transpo
     };
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(wrap)?;
-    socket.connect_timeout(&addr.into(), timeout).map_err(wrap)?;
+    socket
+        .connect_timeout(&addr.into(), timeout)
+        .map_err(wrap)?;
     let stream: TcpStream = socket.into();
     stream.set_nodelay(true).map_err(wrap)?;
     // Keepalive failing is not worth failing the request over.
-    let _ = SockRef::from(&stream).set_tcp_keepalive(&TcpKeepalive::new().with_time(KEEPALIVE_IDLE));
+    let _ =
+        SockRef::from(&stream).set_tcp_keepalive(&TcpKeepalive::new().with_time(KEEPALIVE_IDLE));
     Ok(stream)
 }

@@ -97,7 +97,9 @@ impl fmt::Display for Misuse {
             Misuse::BadHeaderName => "invalid header name",
             Misuse::BadHeaderValue => "header value contains CR, LF, NUL or a control byte",
             Misuse::BadMethod => "method is not a token",
-            Misuse::BadTarget => "URL contains CR, LF, NUL, space or a control byte, or has no host",
+            Misuse::BadTarget => {
+                "URL contains CR, LF, NUL, space or a control byte, or has no host"
+            }
         };
         f.write_str(s)
     }

@@ -12,6 +12,7 @@
 //!        ▼ done
 //!  close::Reuse ──► back to the pool, or close
 //! ```
+mod abnf;
 pub mod body;
 pub mod chunked;
 pub mod close;

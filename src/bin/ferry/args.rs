@@ -41,7 +41,10 @@ pub(crate) enum DataArg {
 
 fn command() -> Command {
     let flag = |name: &'static str, short: Option<char>, help: &'static str| {
-        let a = Arg::new(name).long(name).action(ArgAction::SetTrue).help(help);
+        let a = Arg::new(name)
+            .long(name)
+            .action(ArgAction::SetTrue)
+            .help(help);
         match short {
             Some(c) => a.short(c),
             None => a,
@@ -61,12 +64,20 @@ fn command() -> Command {
     };
     Command::new("ferry")
         .about("A non-interactive HTTP/1.1 client: curl-like requests (URL mode)")
-        .override_usage(
-            "ferry [OPTIONS] URL... [--next [OPTIONS] URL...]\n       ferry --help",
-        )
+        .override_usage("ferry [OPTIONS] URL... [--next [OPTIONS] URL...]\n       ferry --help")
         .disable_version_flag(true)
-        .arg(Arg::new("url").value_name("URL").action(ArgAction::Append).help("URL to fetch"))
-        .arg(opt("output", Some('o'), "FILE", "Write the body to FILE (one per URL, in order)"))
+        .arg(
+            Arg::new("url")
+                .value_name("URL")
+                .action(ArgAction::Append)
+                .help("URL to fetch"),
+        )
+        .arg(opt(
+            "output",
+            Some('o'),
+            "FILE",
+            "Write the body to FILE (one per URL, in order)",
+        ))
         .arg(
             Arg::new("remote-name")
                 .long("remote-name")
@@ -74,15 +85,48 @@ fn command() -> Command {
                 .action(ArgAction::Count)
                 .help("Write the body to a file named like the URL's last path segment"),
         )
-        .arg(flag("include", Some('i'), "Include the response head in the output"))
-        .arg(flag("head", Some('I'), "Send HEAD and print the response head"))
+        .arg(flag(
+            "include",
+            Some('i'),
+            "Include the response head in the output",
+        ))
+        .arg(flag(
+            "head",
+            Some('I'),
+            "Send HEAD and print the response head",
+        ))
         .arg(opt("request", Some('X'), "METHOD", "Use METHOD"))
-        .arg(opt("header", Some('H'), "LINE", "Add a header 'Name: value'"))
-        .arg(opt("data", Some('d'), "DATA", "POST DATA (@file reads a file, CR/LF stripped)"))
-        .arg(opt("data-binary", None, "DATA", "POST DATA as is (@file reads a file)"))
-        .arg(opt("upload-file", Some('T'), "FILE", "PUT FILE ('-' streams stdin, chunked)"))
+        .arg(opt(
+            "header",
+            Some('H'),
+            "LINE",
+            "Add a header 'Name: value'",
+        ))
+        .arg(opt(
+            "data",
+            Some('d'),
+            "DATA",
+            "POST DATA (@file reads a file, CR/LF stripped)",
+        ))
+        .arg(opt(
+            "data-binary",
+            None,
+            "DATA",
+            "POST DATA as is (@file reads a file)",
+        ))
+        .arg(opt(
+            "upload-file",
+            Some('T'),
+            "FILE",
+            "PUT FILE ('-' streams stdin, chunked)",
+        ))
         .arg(flag("location", Some('L'), "Follow redirects"))
-        .arg(opt("max-redirs", None, "N", "At most N redirects (default 10)"))
+        .arg(opt(
+            "max-redirs",
+            None,
+            "N",
+            "At most N redirects (default 10)",
+        ))
         .arg(opt(
             "redirect-policy",
             None,
@@ -91,14 +135,46 @@ fn command() -> Command {
         ))
         .arg(flag("silent", Some('s'), "Print no error messages"))
         .arg(flag("show-error", Some('S'), "With -s, still print errors"))
-        .arg(flag("verbose", Some('v'), "Print heads ('>' sent, '<' received) and events ('*')"))
-        .arg(flag("fail", Some('f'), "Exit 22 without output on HTTP errors (>= 400)"))
-        .arg(opt("max-time", Some('m'), "SECONDS", "Total time limit per URL"))
-        .arg(opt("connect-timeout", None, "SECONDS", "Connect time limit"))
-        .arg(opt("cacert", None, "FILE", "Trust the CA certificates in FILE (PEM)"))
-        .arg(flag("insecure", Some('k'), "Do not verify the server certificate (unsafe)"))
+        .arg(flag(
+            "verbose",
+            Some('v'),
+            "Print heads ('>' sent, '<' received) and events ('*')",
+        ))
+        .arg(flag(
+            "fail",
+            Some('f'),
+            "Exit 22 without output on HTTP errors (>= 400)",
+        ))
+        .arg(opt(
+            "max-time",
+            Some('m'),
+            "SECONDS",
+            "Total time limit per URL",
+        ))
+        .arg(opt(
+            "connect-timeout",
+            None,
+            "SECONDS",
+            "Connect time limit",
+        ))
+        .arg(opt(
+            "cacert",
+            None,
+            "FILE",
+            "Trust the CA certificates in FILE (PEM)",
+        ))
+        .arg(flag(
+            "insecure",
+            Some('k'),
+            "Do not verify the server certificate (unsafe)",
+        ))
         .arg(opt("user-agent", Some('A'), "NAME", "Send User-Agent NAME"))
-        .arg(opt("write-out", Some('w'), "FORMAT", "Print FORMAT after each transfer"))
+        .arg(opt(
+            "write-out",
+            Some('w'),
+            "FORMAT",
+            "Print FORMAT after each transfer",
+        ))
 }
 
 /// Parses `args` (without the program name) into groups split at `--next`.
@@ -114,18 +190,21 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Vec<Group>, clap::Error> {
 }
 
 fn strings(m: &ArgMatches, name: &str) -> Vec<String> {
-    m.get_many::<String>(name).map(|v| v.cloned().collect()).unwrap_or_default()
+    m.get_many::<String>(name)
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default()
 }
 
 fn last(m: &ArgMatches, name: &str) -> Option<String> {
-    m.get_many::<String>(name).and_then(|v| v.last().cloned())
+    m.get_many::<String>(name)
+        .and_then(|mut v| v.next_back().cloned())
 }
 
 fn seconds(m: &ArgMatches, name: &str) -> Result<Option<Duration>, clap::Error> {
     match last(m, name) {
         None => Ok(None),
         Some(s) => match s.parse::<f64>() {
-            Ok(v) if v.is_finite() && v >= 0.0 && v < 1e9 => Ok(Some(Duration::from_secs_f64(v))),
+            Ok(v) if (0.0..1e9).contains(&v) => Ok(Some(Duration::from_secs_f64(v))),
             _ => Err(command().error(
                 clap::error::ErrorKind::ValueValidation,
                 format!("--{name}: '{s}' is not a number of seconds"),
@@ -150,14 +229,16 @@ fn group(m: &ArgMatches) -> Result<Group, clap::Error> {
     data.extend(indexed.into_iter().map(|(_, d)| d));
     let max_redirs = match last(m, "max-redirs") {
         None => None,
-        Some(s) => Some(s.parse::<i64>().map(|n| n.clamp(0, u32::MAX as i64) as u32).map_err(
-            |_| {
-                command().error(
-                    clap::error::ErrorKind::ValueValidation,
-                    format!("--max-redirs: '{s}' is not a number"),
-                )
-            },
-        )?),
+        Some(s) => Some(
+            s.parse::<i64>()
+                .map(|n| n.clamp(0, u32::MAX as i64) as u32)
+                .map_err(|_| {
+                    command().error(
+                        clap::error::ErrorKind::ValueValidation,
+                        format!("--max-redirs: '{s}' is not a number"),
+                    )
+                })?,
+        ),
     };
     Ok(Group {
         urls: strings(m, "url"),
@@ -195,7 +276,15 @@ mod tests {
 
     #[test]
     fn groups_split_at_next() {
-        let g = p(&["-v", "http://a/", "http://b/", "--next", "-d", "x", "http://c/"]);
+        let g = p(&[
+            "-v",
+            "http://a/",
+            "http://b/",
+            "--next",
+            "-d",
+            "x",
+            "http://c/",
+        ]);
         assert_eq!(g.len(), 2);
         assert_eq!(g[0].urls, ["http://a/", "http://b/"]);
         assert!(g[0].verbose);

@@ -8,21 +8,21 @@ pub(crate) fn code_for(e: &Error) -> u8 {
         return 18; // CURLE_PARTIAL_FILE
     }
     match e.kind() {
-        ErrorKind::InvalidUrl => 3,         // CURLE_URL_MALFORMAT
-        ErrorKind::Resolve => 6,            // CURLE_COULDNT_RESOLVE_HOST
-        ErrorKind::Connect => 7,            // CURLE_COULDNT_CONNECT
+        ErrorKind::InvalidUrl => 3,                  // CURLE_URL_MALFORMAT
+        ErrorKind::Resolve => 6,                     // CURLE_COULDNT_RESOLVE_HOST
+        ErrorKind::Connect => 7,                     // CURLE_COULDNT_CONNECT
         ErrorKind::Protocol | ErrorKind::Limit => 8, // CURLE_WEIRD_SERVER_REPLY
-        ErrorKind::BodyRead => 26,          // CURLE_READ_ERROR
+        ErrorKind::BodyRead => 26,                   // CURLE_READ_ERROR
         ErrorKind::Timeout | ErrorKind::PoolExhausted => 28, // CURLE_OPERATION_TIMEDOUT
-        ErrorKind::Tls => 35,               // CURLE_SSL_CONNECT_ERROR
-        ErrorKind::InvalidInput => 43,      // CURLE_BAD_FUNCTION_ARGUMENT
-        ErrorKind::TooManyRedirects => 47,  // CURLE_TOO_MANY_REDIRECTS
-        ErrorKind::EmptyReply => 52,        // CURLE_GOT_NOTHING
-        ErrorKind::Send => 55,              // CURLE_SEND_ERROR
-        ErrorKind::Receive => 56,           // CURLE_RECV_ERROR
-        ErrorKind::Certificate => 60,       // CURLE_PEER_FAILED_VERIFICATION
-        ErrorKind::BodyTooLarge => 63,      // CURLE_FILESIZE_EXCEEDED
-        ErrorKind::BodyNotReplayable => 65, // CURLE_SEND_FAIL_REWIND
+        ErrorKind::Tls => 35,                        // CURLE_SSL_CONNECT_ERROR
+        ErrorKind::InvalidInput => 43,               // CURLE_BAD_FUNCTION_ARGUMENT
+        ErrorKind::TooManyRedirects => 47,           // CURLE_TOO_MANY_REDIRECTS
+        ErrorKind::EmptyReply => 52,                 // CURLE_GOT_NOTHING
+        ErrorKind::Send => 55,                       // CURLE_SEND_ERROR
+        ErrorKind::Receive => 56,                    // CURLE_RECV_ERROR
+        ErrorKind::Certificate => 60,                // CURLE_PEER_FAILED_VERIFICATION
+        ErrorKind::BodyTooLarge => 63,               // CURLE_FILESIZE_EXCEEDED
+        ErrorKind::BodyNotReplayable => 65,          // CURLE_SEND_FAIL_REWIND
         ErrorKind::Redirect => 3,
         _ => 56,
     }

@@ -40,7 +40,11 @@ fn main() -> ExitCode {
                 output::verbose_event(e);
             }
         });
-        match Session::builder().redirect_policy(RedirectPolicy::Never).on_event(handler).build() {
+        match Session::builder()
+            .redirect_policy(RedirectPolicy::Never)
+            .on_event(handler)
+            .build()
+        {
             Ok(s) => s,
             Err(e) => return ExitCode::from(report(&e.into(), false, true)),
         }
@@ -96,13 +100,20 @@ pub(crate) struct Failure {
 
 impl From<ferry::Error> for Failure {
     fn from(e: ferry::Error) -> Self {
-        Failure { code: exit::code_for(&e), message: e.to_string(), hint: e.hint() }
+        Failure {
+            code: exit::code_for(&e),
+            message: e.to_string(),
+            hint: e.hint(),
+        }
     }
 }
 
 fn run_one(session: &Session, g: &Group, url: &str, output: Output) -> u8 {
     let started = Instant::now();
-    let mut outcome = Outcome { url_effective: url.to_owned(), ..Default::default() };
+    let mut outcome = Outcome {
+        url_effective: url.to_owned(),
+        ..Default::default()
+    };
     let result = transfer(session, g, url, output, &mut outcome);
     outcome.time_total = started.elapsed().as_secs_f64();
     let code = match result {
@@ -194,7 +205,10 @@ fn transfer(
         req = req.connect_timeout(t);
     }
     if g.insecure || g.cacert.is_some() {
-        let mut tls = TlsSettings { danger_accept_invalid_certs: g.insecure, ..Default::default() };
+        let mut tls = TlsSettings {
+            danger_accept_invalid_certs: g.insecure,
+            ..Default::default()
+        };
         if let Some(path) = &g.cacert {
             let pem = std::fs::read(path).map_err(|e| Failure {
                 code: 77,
@@ -224,13 +238,17 @@ fn transfer(
     if g.fail && resp.status().as_u16() >= 400 {
         return Err(Failure {
             code: 22,
-            message: format!("the requested URL returned error: {}", resp.status().as_u16()),
+            message: format!(
+                "the requested URL returned error: {}",
+                resp.status().as_u16()
+            ),
             hint: None,
         });
     }
     let mut sink = open_output(&output, resp.url())?;
     if g.include || g.head {
-        sink.write_all(head_text.as_bytes()).map_err(write_failure)?;
+        sink.write_all(head_text.as_bytes())
+            .map_err(write_failure)?;
     }
     copy_body(&mut resp, &mut sink, outcome)?;
     sink.flush().map_err(write_failure)?;
@@ -254,13 +272,25 @@ fn copy_body(resp: &mut Response, sink: &mut File, outcome: &mut Outcome) -> Res
 fn read_failure(e: io::Error) -> Failure {
     match e.into_inner().map(|inner| inner.downcast::<ferry::Error>()) {
         Some(Ok(fe)) => (*fe).into(),
-        Some(Err(other)) => Failure { code: 56, message: other.to_string(), hint: None },
-        None => Failure { code: 56, message: "receive failed".into(), hint: None },
+        Some(Err(other)) => Failure {
+            code: 56,
+            message: other.to_string(),
+            hint: None,
+        },
+        None => Failure {
+            code: 56,
+            message: "receive failed".into(),
+            hint: None,
+        },
     }
 }
 
 fn write_failure(e: io::Error) -> Failure {
-    Failure { code: 23, message: format!("failed writing the body: {e}"), hint: None }
+    Failure {
+        code: 23,
+        message: format!("failed writing the body: {e}"),
+        hint: None,
+    }
 }
 
 /// Opens where the body goes. Stdout is written unbuffered through its own descriptor: the
@@ -287,7 +317,10 @@ fn open_output(output: &Output, url: &ferry::Url) -> Result<File, Failure> {
 
 /// The file name `-O` uses: the URL's last path segment, never a path of its own.
 fn remote_name(url: &ferry::Url) -> Result<String, Failure> {
-    let name = url.path_segments().and_then(|mut s| s.next_back()).unwrap_or("");
+    let name = url
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .unwrap_or("");
     if name.is_empty() || name == "." || name == ".." {
         return Err(Failure {
             code: 23,
@@ -327,11 +360,22 @@ fn request_body(g: &Group, url: &mut String) -> Result<(Option<Body>, Method, bo
             url.push_str(&base);
         }
         if path == "-" {
-            return Ok((Some(Body::Chunked(Box::new(io::stdin()))), Method::PUT, false));
+            return Ok((
+                Some(Body::Chunked(Box::new(io::stdin()))),
+                Method::PUT,
+                false,
+            ));
         }
         let file = File::open(path).map_err(|e| read_failure(path, e))?;
         let len = file.metadata().map_err(|e| read_failure(path, e))?.len();
-        return Ok((Some(Body::Reader { reader: Box::new(file), len }), Method::PUT, false));
+        return Ok((
+            Some(Body::Reader {
+                reader: Box::new(file),
+                len,
+            }),
+            Method::PUT,
+            false,
+        ));
     }
     if g.data.is_empty() {
         return Ok((None, Method::GET, false));
@@ -349,7 +393,9 @@ fn request_body(g: &Group, url: &mut String) -> Result<(Option<Body>, Method, bo
             Some(path) => {
                 let mut bytes = Vec::new();
                 if path == "-" {
-                    io::stdin().read_to_end(&mut bytes).map_err(|e| read_failure("stdin", e))?;
+                    io::stdin()
+                        .read_to_end(&mut bytes)
+                        .map_err(|e| read_failure("stdin", e))?;
                 } else {
                     bytes = std::fs::read(path).map_err(|e| read_failure(path, e))?;
                 }
@@ -388,7 +434,10 @@ mod tests {
     #[test]
     fn remote_names() {
         let u = |s: &str| ferry::Url::parse(s).unwrap();
-        assert_eq!(remote_name(&u("http://h/a/b.txt?x=1")).ok(), Some("b.txt".into()));
+        assert_eq!(
+            remote_name(&u("http://h/a/b.txt?x=1")).ok(),
+            Some("b.txt".into())
+        );
         assert!(remote_name(&u("http://h/")).is_err());
         assert!(remote_name(&u("http://h/a/..")).is_err());
     }

@@ -14,19 +14,32 @@ pub(crate) fn head_text(resp: &Response) -> String {
     }
     s.push_str("\r\n");
     for (name, value) in resp.headers() {
-        let _ = write!(s, "{}: {}\r\n", name, String::from_utf8_lossy(value.as_bytes()));
+        let _ = write!(
+            s,
+            "{}: {}\r\n",
+            name,
+            String::from_utf8_lossy(value.as_bytes())
+        );
     }
     s.push_str("\r\n");
     s
 }
 
 /// Header fields whose values are secrets: printed as the scheme followed by `***`.
-const SECRET_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
+const SECRET_HEADERS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
 
 /// Masks a header line's value if the field carries a secret.
 pub(crate) fn mask_line(line: &str) -> String {
     if let Some((name, value)) = line.split_once(':') {
-        if SECRET_HEADERS.iter().any(|s| name.trim().eq_ignore_ascii_case(s)) {
+        if SECRET_HEADERS
+            .iter()
+            .any(|s| name.trim().eq_ignore_ascii_case(s))
+        {
             let value = value.trim();
             let scheme = value.split_once(' ').map(|(s, _)| s);
             return match scheme {
@@ -46,7 +59,12 @@ pub(crate) fn verbose_event(e: &Event<'_>) {
     let _ = match e {
         Event::Connecting { addr, .. } => writeln!(err, "*   Trying {addr}..."),
         Event::Connected { peer, id } => {
-            writeln!(err, "* Connected to {} port {} (#{id})", peer.ip(), peer.port())
+            writeln!(
+                err,
+                "* Connected to {} port {} (#{id})",
+                peer.ip(),
+                peer.port()
+            )
         }
         Event::TlsEstablished { version, cipher } => {
             writeln!(err, "* TLS connection using {version} / {cipher}")
@@ -61,7 +79,12 @@ pub(crate) fn verbose_event(e: &Event<'_>) {
             }
             writeln!(err, ">")
         }
-        Event::ResponseHead { version, status, reason, headers } => {
+        Event::ResponseHead {
+            version,
+            status,
+            reason,
+            headers,
+        } => {
             let _ = writeln!(err, "< {version:?} {} {reason}", status.as_u16());
             for (n, v) in headers.iter() {
                 let line = format!("{n}: {}", String::from_utf8_lossy(v.as_bytes()));
@@ -166,18 +189,30 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            expand("%{http_code} %{num_connects} %{num_redirects} %{size_download}\\n", &o),
+            expand(
+                "%{http_code} %{num_connects} %{num_redirects} %{size_download}\\n",
+                &o
+            ),
             "200 1 2 1024\n"
         );
-        assert_eq!(expand("%{url_effective}%%\\t%{nope}", &o), "http://h/x%\t%{nope}");
+        assert_eq!(
+            expand("%{url_effective}%%\\t%{nope}", &o),
+            "http://h/x%\t%{nope}"
+        );
         let none = Outcome::default();
         assert_eq!(expand("%{http_code}", &none), "000");
     }
 
     #[test]
     fn secrets_masked() {
-        assert_eq!(mask_line("Authorization: Basic dXNlcjpwYXNz"), "Authorization: Basic ***");
-        assert_eq!(mask_line("proxy-authorization: NTLM abc"), "proxy-authorization: NTLM ***");
+        assert_eq!(
+            mask_line("Authorization: Basic dXNlcjpwYXNz"),
+            "Authorization: Basic ***"
+        );
+        assert_eq!(
+            mask_line("proxy-authorization: NTLM abc"),
+            "proxy-authorization: NTLM ***"
+        );
         assert_eq!(mask_line("Cookie: a=b"), "Cookie: ***");
         assert_eq!(mask_line("Host: h"), "Host: h");
     }
