@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The project's test command (README, and CI through .ci/run): installs what the end-to-end tests
+# need when it is missing, then runs the checks in the order CI runs them. Extra arguments go to
+# `cargo test` (e.g. `./scripts/test.sh --test harness_selftest`).
+#
+# It never starts a server: each test starts (and stops) its own nginx on loopback ports.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+banner() {
+    printf '\n==> %s\n' "$*"
+}
+
+# --- System packages -------------------------------------------------------------------------
+# nginx with Debian's echo module (tests/support/nginx.rs loads it), openssl for the test PKI,
+# curl for the harness self-tests.
+missing=()
+if [[ ! -x /usr/sbin/nginx ]] && ! command -v nginx >/dev/null 2>&1; then
+    missing+=(nginx)
+fi
+if [[ ! -f /usr/lib/nginx/modules/ngx_http_echo_module.so ]]; then
+    missing+=(libnginx-mod-http-echo)
+fi
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+
+if ((${#missing[@]} > 0)); then
+    banner "Installing ${missing[*]}"
+    sudo=()
+    if [[ "$(id -u)" -ne 0 ]]; then
+        sudo=(sudo)
+    fi
+    # Keep the package's own nginx service from starting on port 80: the tests start their own.
+    # invoke-rc.d (and deb-systemd-invoke) honour policy-rc.d; add one only for this install.
+    policy_added=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+        "${sudo[@]}" chmod 755 /usr/sbin/policy-rc.d
+        policy_added=1
+    fi
+    install_status=0
+    {
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+                --no-install-recommends "${missing[@]}" </dev/null
+    } || install_status=$?
+    if ((policy_added)); then
+        "${sudo[@]}" rm -f /usr/sbin/policy-rc.d
+    fi
+    if ((install_status != 0)); then
+        echo "error: could not install ${missing[*]} (apt-get exit $install_status)" >&2
+        exit "$install_status"
+    fi
+fi
+
+banner "Tool versions"
+cargo --version
+rustc --version
+{ /usr/sbin/nginx -v 2>&1 || nginx -v 2>&1; } | head -n 1
+openssl version
+curl --version | head -n 1
+
+banner "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+banner "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+banner "cargo check -p ferry-http --no-default-features (the sans-IO core builds without IO)"
+cargo check -p ferry-http --no-default-features
+
+banner "cargo test --workspace $*"
+cargo test --workspace "$@"
