@@ -56,7 +56,7 @@ impl Default for Timeouts {
 
 /// The time an operation may wait: its own timeout, capped by the total deadline.
 ///
-/// Returns `Err(Phase)`-free `None` when the deadline has passed already.
+/// `None` when the deadline has passed already.
 pub fn wait_budget(op: Duration, deadline: Option<Instant>, now: Instant) -> Option<Duration> {
     match deadline {
         None => Some(op),
@@ -68,5 +68,38 @@ pub fn wait_budget(op: Duration, deadline: Option<Instant>, now: Instant) -> Opt
                 Some(op.min(left))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_winhttps() {
+        let t = Timeouts::default();
+        assert_eq!(t.connect, Duration::from_secs(60));
+        assert_eq!(t.send, Duration::from_secs(30));
+        assert_eq!(t.receive, Duration::from_secs(30));
+        assert_eq!(t.resolve, None);
+    }
+
+    #[test]
+    fn budget_is_capped_by_the_deadline() {
+        let now = Instant::now();
+        let op = Duration::from_secs(30);
+        assert_eq!(wait_budget(op, None, now), Some(op));
+        let soon = now + Duration::from_millis(250);
+        assert_eq!(
+            wait_budget(op, Some(soon), now),
+            Some(Duration::from_millis(250))
+        );
+        let later = now + Duration::from_secs(100);
+        assert_eq!(wait_budget(op, Some(later), now), Some(op));
+        assert_eq!(wait_budget(op, Some(now), now), None);
+        assert_eq!(
+            wait_budget(op, Some(now), now + Duration::from_secs(1)),
+            None
+        );
     }
 }

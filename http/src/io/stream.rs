@@ -190,3 +190,65 @@ impl Write for Stream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn pair() -> (Stream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (Stream::plain(c), s)
+    }
+
+    fn settle() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    #[test]
+    fn idle_connection_is_alive() {
+        let (mut c, _server) = pair();
+        assert!(c.is_idle_alive());
+        // The check does not consume or block: still alive, still usable.
+        assert!(c.is_idle_alive());
+    }
+
+    #[test]
+    fn unsolicited_bytes_make_it_dead() {
+        let (mut c, mut server) = pair();
+        server
+            .write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+            .unwrap();
+        settle();
+        assert!(!c.is_idle_alive());
+    }
+
+    #[test]
+    fn peer_close_makes_it_dead() {
+        let (mut c, server) = pair();
+        drop(server);
+        settle();
+        assert!(!c.is_idle_alive());
+    }
+
+    #[test]
+    fn timeouts_are_cached_and_applied() {
+        let (mut c, _server) = pair();
+        c.set_read_timeout(Duration::from_millis(100)).unwrap();
+        c.set_read_timeout(Duration::from_millis(100)).unwrap();
+        assert_eq!(
+            c.tcp().read_timeout().unwrap(),
+            Some(Duration::from_millis(100))
+        );
+        let start = std::time::Instant::now();
+        let mut b = [0u8; 1];
+        let e = c.read(&mut b).unwrap_err();
+        assert!(matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ));
+        assert!(start.elapsed() < Duration::from_secs(2));
+    }
+}
