@@ -50,7 +50,8 @@ pub(crate) struct Shared {
     tls: TlsSettings,
     redirect_policy: RedirectPolicy,
     max_redirects: u32,
-    user_agent: HeaderValue,
+    /// `User-Agent` and `Accept`, sent unless the request sets its own.
+    default_headers: HeaderMap,
     parse: ParseConfig,
     limits: Limits,
     expect_threshold: u64,
@@ -222,13 +223,16 @@ impl SessionBuilder {
                 ferry_http::proto::Misuse::BadHeaderValue,
             ))
         })?;
+        let mut default_headers = HeaderMap::with_capacity(2);
+        default_headers.insert(header::USER_AGENT, user_agent);
+        default_headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         let shared = Shared {
             timeouts: self.timeouts,
             total_timeout: self.total_timeout,
             tls: self.tls.clone(),
             redirect_policy: self.redirect_policy,
             max_redirects: self.max_redirects,
-            user_agent,
+            default_headers,
             parse: self.parse,
             limits: self.limits,
             expect_threshold: self.expect_threshold,
@@ -603,26 +607,24 @@ impl Session {
             BodyLength::Chunked => sh.expect_threshold != u64::MAX,
             BodyLength::None => false,
         } && !headers.contains_key(header::EXPECT);
-        let mut extra = HeaderMap::new();
-        let all_headers = if !headers.contains_key(header::USER_AGENT)
-            || !headers.contains_key(header::ACCEPT)
-            || expect
-        {
-            if !headers.contains_key(header::USER_AGENT) {
-                extra.insert(header::USER_AGENT, sh.user_agent.clone());
-            }
-            if !headers.contains_key(header::ACCEPT) {
-                extra.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        // The common case (no headers of the caller's, no Expect) allocates nothing here.
+        let mut merged;
+        let all_headers = if headers.is_empty() && !expect {
+            &sh.default_headers
+        } else {
+            merged = HeaderMap::with_capacity(headers.len() + 3);
+            for (k, v) in &sh.default_headers {
+                if !headers.contains_key(k) {
+                    merged.insert(k.clone(), v.clone());
+                }
             }
             for (k, v) in headers {
-                extra.append(k.clone(), v.clone());
+                merged.append(k.clone(), v.clone());
             }
             if expect {
-                extra.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+                merged.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
             }
-            &extra
-        } else {
-            headers
+            &merged
         };
         let requested_close = all_headers
             .get_all(header::CONNECTION)

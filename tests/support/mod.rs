@@ -19,7 +19,7 @@
 
 // Not every test file uses every helper, and the helpers are `pub` for readability although the
 // module is private to each test crate.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod nginx;
 pub mod pattern;
