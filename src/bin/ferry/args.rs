@@ -7,8 +7,8 @@ use std::time::Duration;
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Group {
     pub(crate) urls: Vec<String>,
-    pub(crate) outputs: Vec<String>,
-    pub(crate) remote_names: usize,
+    /// `-o FILE` and `-O`, in command-line order: the i-th goes with the i-th URL (curl).
+    pub(crate) outputs: Vec<OutputArg>,
     pub(crate) include: bool,
     pub(crate) head: bool,
     pub(crate) method: Option<String>,
@@ -28,6 +28,15 @@ pub(crate) struct Group {
     pub(crate) insecure: bool,
     pub(crate) user_agent: Option<String>,
     pub(crate) write_out: Option<String>,
+}
+
+/// An `-o` / `-O` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OutputArg {
+    /// `-o FILE` (`-` is stdout).
+    File(String),
+    /// `-O`: the URL's last path segment.
+    RemoteName,
 }
 
 /// A `-d` / `--data-binary` argument.
@@ -82,7 +91,10 @@ fn command() -> Command {
             Arg::new("remote-name")
                 .long("remote-name")
                 .short('O')
-                .action(ArgAction::Count)
+                // Append (not Count) so that every occurrence keeps its index.
+                .num_args(0)
+                .default_missing_value("")
+                .action(ArgAction::Append)
                 .help("Write the body to a file named like the URL's last path segment"),
         )
         .arg(flag(
@@ -227,11 +239,27 @@ fn group(m: &ArgMatches) -> Result<Group, clap::Error> {
     }
     indexed.sort_by_key(|(i, _)| *i);
     data.extend(indexed.into_iter().map(|(_, d)| d));
+    // Likewise -o and -O: curl gives each URL the next output option in command-line order.
+    let mut outputs: Vec<(usize, OutputArg)> = Vec::new();
+    if let (Some(vals), Some(idx)) = (m.get_many::<String>("output"), m.indices_of("output")) {
+        outputs.extend(idx.zip(vals.cloned().map(OutputArg::File)));
+    }
+    if let Some(idx) = m.indices_of("remote-name") {
+        outputs.extend(idx.map(|i| (i, OutputArg::RemoteName)));
+    }
+    outputs.sort_by_key(|(i, _)| *i);
     let max_redirs = match last(m, "max-redirs") {
         None => None,
         Some(s) => Some(
+            // -1 (any negative number) is "no limit", as in curl.
             s.parse::<i64>()
-                .map(|n| n.clamp(0, u32::MAX as i64) as u32)
+                .map(|n| {
+                    if n < 0 {
+                        u32::MAX
+                    } else {
+                        n.min(u32::MAX as i64) as u32
+                    }
+                })
                 .map_err(|_| {
                     command().error(
                         clap::error::ErrorKind::ValueValidation,
@@ -242,8 +270,7 @@ fn group(m: &ArgMatches) -> Result<Group, clap::Error> {
     };
     Ok(Group {
         urls: strings(m, "url"),
-        outputs: strings(m, "output"),
-        remote_names: m.get_count("remote-name") as usize,
+        outputs: outputs.into_iter().map(|(_, o)| o).collect(),
         include: m.get_flag("include"),
         head: m.get_flag("head"),
         method: last(m, "request"),
@@ -303,6 +330,27 @@ mod tests {
             })
             .collect();
         assert_eq!(got, ["b", "a", "c"]);
+    }
+
+    #[test]
+    fn outputs_keep_order() {
+        let g = p(&[
+            "-O",
+            "http://a/x",
+            "-o",
+            "f",
+            "http://b/",
+            "-O",
+            "http://c/y",
+        ]);
+        assert_eq!(
+            g[0].outputs,
+            [
+                OutputArg::RemoteName,
+                OutputArg::File("f".into()),
+                OutputArg::RemoteName
+            ]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod args;
 mod exit;
 mod output;
 
-use args::{DataArg, Group};
+use args::{DataArg, Group, OutputArg};
 use ferry::{Body, Method, RedirectPolicy, Response, Session, TlsSettings};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -23,13 +23,22 @@ fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let groups = match args::parse(args) {
         Ok(g) => g,
-        Err(e) => {
+        Err(e) if !e.use_stderr() => {
+            // --help: the text goes to stdout.
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return ExitCode::from(0);
+        }
+        Err(e) => {
+            // Usage errors keep the one-line error format too (curl's exit code 2).
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("ferry: (2) {first}; hint: try 'ferry --help'");
+            return ExitCode::from(2);
         }
     };
     if groups.iter().all(|g| g.urls.is_empty()) {
-        eprintln!("ferry: no URL specified; hint: try 'ferry --help'");
+        eprintln!("ferry: (2) no URL specified; hint: try 'ferry --help'");
         return ExitCode::from(2);
     }
     let verbose = Arc::new(AtomicBool::new(false));
@@ -39,6 +48,7 @@ fn main() -> ExitCode {
             if v.load(Ordering::Relaxed) {
                 output::verbose_event(e);
             }
+            output::collect_head(e);
         });
         match Session::builder()
             .redirect_policy(RedirectPolicy::Never)
@@ -52,20 +62,14 @@ fn main() -> ExitCode {
     let mut status = 0u8;
     for group in &groups {
         verbose.store(group.verbose, Ordering::Relaxed);
-        let mut remote_left = group.remote_names;
         for (i, url) in group.urls.iter().enumerate() {
             let output = match group.outputs.get(i) {
-                Some(o) => Output::File(o.clone()),
-                None if remote_left > 0 => {
-                    remote_left -= 1;
-                    Output::RemoteName
-                }
+                Some(OutputArg::File(o)) => Output::File(o.clone()),
+                Some(OutputArg::RemoteName) => Output::RemoteName,
                 None => Output::Stdout,
             };
-            let code = run_one(&session, group, url, output);
-            if code != 0 {
-                status = code;
-            }
+            // As in curl, the last transfer's result is the exit code.
+            status = run_one(&session, group, url, output);
         }
     }
     ExitCode::from(status)
@@ -198,10 +202,11 @@ fn transfer(
     if let Some(n) = g.max_redirs {
         req = req.max_redirects(n);
     }
-    if let Some(t) = g.max_time {
+    // 0 means no limit (-m) and the default (--connect-timeout), as in curl.
+    if let Some(t) = g.max_time.filter(|t| !t.is_zero()) {
         req = req.timeout(t);
     }
-    if let Some(t) = g.connect_timeout {
+    if let Some(t) = g.connect_timeout.filter(|t| !t.is_zero()) {
         req = req.connect_timeout(t);
     }
     if g.insecure || g.cacert.is_some() {
@@ -221,7 +226,11 @@ fn transfer(
     }
     req = req.body(body.unwrap_or(Body::Empty));
 
-    let mut resp = req.send()?;
+    // With -i / -I, every response head (interim, redirects, final) is output, as in curl.
+    output::start_collecting_heads(g.include || g.head);
+    let sent = req.send();
+    let heads = output::take_heads();
+    let mut resp = sent?;
     outcome.http_code = resp.status().as_u16();
     outcome.num_connects = resp.connect_count();
     outcome.num_redirects = resp.redirect_count();
@@ -247,6 +256,10 @@ fn transfer(
     }
     let mut sink = open_output(&output, resp.url())?;
     if g.include || g.head {
+        // The last collected head is the final response's, printed from `resp` below.
+        for earlier in heads.iter().take(heads.len().saturating_sub(1)) {
+            sink.write_all(earlier.as_bytes()).map_err(write_failure)?;
+        }
         sink.write_all(head_text.as_bytes())
             .map_err(write_failure)?;
     }

@@ -1,19 +1,71 @@
 //! What the CLI prints: response heads, verbose traces (with credentials masked) and `-w`.
 use crate::Outcome;
 use ferry::{Event, Response};
+use http::HeaderMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
+use std::sync::Mutex;
 
 /// The response head as curl's `-i` prints it.
 pub(crate) fn head_text(resp: &Response) -> String {
+    format_head(
+        resp.version(),
+        resp.status().as_u16(),
+        resp.reason(),
+        resp.headers(),
+    )
+}
+
+/// Heads collected for `-i` while a request runs: `Some` while collecting.
+static HEADS: Mutex<Option<Vec<String>>> = Mutex::new(None);
+
+/// Starts (or, with `false`, stops) collecting every response head of the next request.
+pub(crate) fn start_collecting_heads(on: bool) {
+    if let Ok(mut h) = HEADS.lock() {
+        *h = on.then(Vec::new);
+    }
+}
+
+/// The heads collected since [`start_collecting_heads`], in arrival order; stops collecting.
+pub(crate) fn take_heads() -> Vec<String> {
+    HEADS
+        .lock()
+        .ok()
+        .and_then(|mut h| h.take())
+        .unwrap_or_default()
+}
+
+/// Records a response head event while collecting.
+pub(crate) fn collect_head(e: &Event<'_>) {
+    if let Event::ResponseHead {
+        version,
+        status,
+        reason,
+        headers,
+    } = e
+    {
+        if let Ok(mut h) = HEADS.lock() {
+            if let Some(heads) = h.as_mut() {
+                // The library reports interim (1xx) heads without their reason phrase.
+                let reason = match *reason {
+                    "" if status.is_informational() => status.canonical_reason().unwrap_or(""),
+                    r => r,
+                };
+                heads.push(format_head(*version, status.as_u16(), reason, headers));
+            }
+        }
+    }
+}
+
+fn format_head(version: http::Version, status: u16, reason: &str, headers: &HeaderMap) -> String {
     let mut s = String::with_capacity(256);
-    let _ = write!(s, "{:?} {}", resp.version(), resp.status().as_u16());
-    if !resp.reason().is_empty() {
+    let _ = write!(s, "{version:?} {status}");
+    if !reason.is_empty() {
         s.push(' ');
-        s.push_str(resp.reason());
+        s.push_str(reason);
     }
     s.push_str("\r\n");
-    for (name, value) in resp.headers() {
+    for (name, value) in headers {
         let _ = write!(
             s,
             "{}: {}\r\n",
