@@ -382,7 +382,13 @@ impl Session {
             if policy == RedirectPolicy::Never {
                 return Ok(resp);
             }
-            let Some(location) = resp.headers().get(header::LOCATION) else {
+            // An empty Location (nginx's `return 302;` sends one) is no target: resolving it
+            // would redirect to the same URL until the hop limit. curl ignores it too.
+            let Some(location) = resp
+                .headers()
+                .get(header::LOCATION)
+                .filter(|v| !v.as_bytes().trim_ascii().is_empty())
+            else {
                 return Ok(resp);
             };
             let next =
@@ -596,6 +602,9 @@ impl Session {
             .conn()
             .expect("the lease was filled before the exchange (set above)");
         c.conn.set_timeouts(timeouts, deadline);
+        // A reused connection has read earlier responses: only bytes after this point count
+        // as this response's (they decide whether a retry on a new connection is safe).
+        let read_before = c.conn.byte_counts().0;
 
         let body_len = match body.len() {
             Some(0) if !method_has_body(method) => BodyLength::None,
@@ -667,7 +676,7 @@ impl Session {
         let head = loop {
             let wait = waiting_continue.then_some(sh.expect_timeout);
             let parsed = c.conn.read_head(&mut parser, wait).inspect_err(|_| {
-                attempt.response_bytes_seen = c.conn.byte_counts().0 > 0;
+                attempt.response_bytes_seen = c.conn.byte_counts().0 > read_before;
             })?;
             attempt.response_bytes_seen = true;
             match parsed {
