@@ -31,6 +31,8 @@ pub(crate) struct RequestOptions {
     pub(crate) redirect_policy: Option<RedirectPolicy>,
     pub(crate) max_redirects: Option<u32>,
     pub(crate) tls: Option<TlsSettings>,
+    /// Default headers (`User-Agent`, `Accept`) not to send.
+    pub(crate) suppressed: Vec<HeaderName>,
 }
 
 impl RequestBuilder {
@@ -58,6 +60,14 @@ impl RequestBuilder {
                     )));
             }
         }
+        self
+    }
+
+    /// Sends no header called `name`: removes any added so far and suppresses the session's
+    /// default (`User-Agent`, `Accept`), as curl's `-H 'Name:'` does.
+    pub fn without_header(mut self, name: HeaderName) -> Self {
+        self.headers.remove(&name);
+        self.options.suppressed.push(name);
         self
     }
 

@@ -16,7 +16,7 @@ use ferry_http::proto::{
     HeadParser, Limits, ParseConfig, Parsed, RequestHead, ResponseHead, TargetForm,
 };
 use ferry_pool::{Lease, Pool};
-use http::{header, HeaderMap, HeaderValue, Method};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use std::collections::HashMap;
 use std::io::{IoSlice, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -252,6 +252,17 @@ impl SessionBuilder {
     }
 }
 
+/// One hop of a request: what goes on the wire and how long it may take.
+#[derive(Clone, Copy)]
+struct Hop<'a> {
+    method: &'a Method,
+    url: &'a Url,
+    headers: &'a HeaderMap,
+    suppressed: &'a [HeaderName],
+    timeouts: Timeouts,
+    deadline: Option<Instant>,
+}
+
 /// Where one exchange stands when it fails: whether a retry on a new connection is safe.
 struct Attempt {
     reused: bool,
@@ -363,17 +374,15 @@ impl Session {
         let mut connects = 0u32;
         loop {
             check_url(&url)?;
-            let mut resp = self.exchange(
-                &method,
-                &url,
-                &headers,
-                &mut body,
+            let hop = Hop {
+                method: &method,
+                url: &url,
+                headers: &headers,
+                suppressed: &options.suppressed,
                 timeouts,
                 deadline,
-                tls_id,
-                &tls_config,
-                &mut connects,
-            )?;
+            };
+            let mut resp = self.exchange(&hop, &mut body, tls_id, &tls_config, &mut connects)?;
             resp.redirects = redirects;
             resp.connects = connects;
             let Some(rewrite) = redirect::rewrite_for(resp.status(), &method) else {
@@ -435,19 +444,20 @@ impl Session {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn exchange(
         &self,
-        method: &Method,
-        url: &Url,
-        headers: &HeaderMap,
+        hop: &Hop<'_>,
         body: &mut Body,
-        timeouts: Timeouts,
-        deadline: Option<Instant>,
         tls_id: u64,
         tls_config: &Arc<ClientConfig>,
         connects: &mut u32,
     ) -> Result<Response, Error> {
+        let Hop {
+            url,
+            timeouts,
+            deadline,
+            ..
+        } = *hop;
         let key = PoolKey::new(url, Route::Direct, Identity::Anonymous, tls_id)
             .ok_or(Error::Url("unsupported scheme or missing host"))?;
         let mut retried = false;
@@ -473,16 +483,7 @@ impl Session {
                 reused,
                 response_bytes_seen: false,
             };
-            match self.exchange_on(
-                &mut lease,
-                method,
-                url,
-                headers,
-                body,
-                timeouts,
-                deadline,
-                &mut attempt,
-            ) {
+            match self.exchange_on(&mut lease, hop, body, &mut attempt) {
                 Ok((head, decoder, close)) => {
                     let mut reader = BodyReader {
                         lease: Some(lease),
@@ -585,18 +586,21 @@ impl Session {
     }
 
     /// One request/response head exchange on a leased connection.
-    #[allow(clippy::too_many_arguments)]
     fn exchange_on(
         &self,
         lease: &mut Lease<PoolKey, Connection>,
-        method: &Method,
-        url: &Url,
-        headers: &HeaderMap,
+        hop: &Hop<'_>,
         body: &mut Body,
-        timeouts: Timeouts,
-        deadline: Option<Instant>,
         attempt: &mut Attempt,
     ) -> Result<(ResponseHead, BodyDecoder, Option<CloseReason>), Error> {
+        let Hop {
+            method,
+            url,
+            headers,
+            suppressed,
+            timeouts,
+            deadline,
+        } = *hop;
         let sh = &self.shared;
         let c = lease
             .conn()
@@ -618,12 +622,12 @@ impl Session {
         } && !headers.contains_key(header::EXPECT);
         // The common case (no headers of the caller's, no Expect) allocates nothing here.
         let mut merged;
-        let all_headers = if headers.is_empty() && !expect {
+        let all_headers = if headers.is_empty() && !expect && suppressed.is_empty() {
             &sh.default_headers
         } else {
             merged = HeaderMap::with_capacity(headers.len() + 3);
             for (k, v) in &sh.default_headers {
-                if !headers.contains_key(k) {
+                if !headers.contains_key(k) && !suppressed.contains(k) {
                     merged.insert(k.clone(), v.clone());
                 }
             }

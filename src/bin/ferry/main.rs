@@ -163,8 +163,11 @@ fn transfer(
         (None, false) => default_method,
     };
     let mut req = session.request(method, &url)?;
-    if let Some(ua) = &g.user_agent {
-        req = req.header("user-agent", ua.as_str());
+    match g.user_agent.as_deref() {
+        // curl: an empty -A sends no User-Agent at all.
+        Some("") => req = req.without_header(ferry::HeaderName::from_static("user-agent")),
+        Some(ua) => req = req.header("user-agent", ua),
+        None => {}
     }
     let mut has_content_type = false;
     for line in &g.headers {
@@ -175,11 +178,22 @@ fn transfer(
                 hint: None,
             });
         };
-        if value.is_none() {
+        let Some(value) = value else {
+            // `Name:` removes the header, defaults included, as curl does.
+            match ferry::HeaderName::from_bytes(name.as_bytes()) {
+                Ok(n) => req = req.without_header(n),
+                Err(_) => {
+                    return Err(Failure {
+                        code: 43,
+                        message: format!("'{name}' is not a valid header name"),
+                        hint: None,
+                    })
+                }
+            }
             continue;
-        }
+        };
         has_content_type |= name.eq_ignore_ascii_case("content-type");
-        req = req.header(name, value.unwrap_or_default());
+        req = req.header(name, value);
     }
     if form && !has_content_type {
         req = req.header("content-type", "application/x-www-form-urlencoded");
