@@ -9,8 +9,12 @@ use ferry_pool::Lease;
 use http::{HeaderMap, StatusCode, Version};
 use std::io::{self, Read};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use url::Url;
+
+/// The longest a dropped response waits to drain its unread body (within
+/// [`crate::DRAIN_LIMIT`]) so its connection can be reused; past it the connection is closed.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A response whose head has arrived; the body is read through [`Read`], [`Response::bytes`]
 /// or [`Response::text`].
@@ -192,6 +196,9 @@ impl Drop for BodyReader {
             };
             if drainable {
                 if let Some(c) = self.lease.as_mut().and_then(|l| l.conn()) {
+                    // Bounded in time too: a server that drips its body must not hold the
+                    // caller in `drop` for up to drain-limit × receive-timeout (I7).
+                    c.conn.cap_deadline(Instant::now() + DRAIN_TIMEOUT);
                     if !matches!(c.conn.drain_body(&mut self.decoder, limit), Ok(true)) {
                         self.close = Some(CloseReason::UnreadBody);
                     }

@@ -106,6 +106,12 @@ impl Conn {
         self.deadline = deadline;
     }
 
+    /// Brings the total deadline forward to `at` if it is later (or unset): for bounded
+    /// best-effort work such as draining an unread body.
+    pub fn cap_deadline(&mut self, at: Instant) {
+        self.deadline = Some(self.deadline.map_or(at, |d| d.min(at)));
+    }
+
     /// Bytes read from and written to the socket so far.
     pub fn byte_counts(&self) -> (u64, u64) {
         (self.bytes_read, self.bytes_written)
