@@ -78,7 +78,10 @@ impl Response {
     }
 
     /// Reads the whole body, failing with [`crate::ErrorKind::BodyTooLarge`] past `limit` bytes.
-    pub fn bytes(&mut self, limit: u64) -> Result<Vec<u8>, Error> {
+    ///
+    /// Borrows the response, so trailers stay readable afterwards; [`Response::bytes`] is the
+    /// consuming form.
+    pub fn read_to_vec(&mut self, limit: u64) -> Result<Vec<u8>, Error> {
         if let Some(len) = self.body.decoder.remaining_length() {
             if len > limit {
                 return Err(Error::BodyTooLarge { limit });
@@ -98,9 +101,16 @@ impl Response {
         }
     }
 
+    /// Reads the whole body, failing past `limit` bytes.
+    ///
+    /// Takes `self` so that it is not shadowed by [`Read::bytes`] when `Read` is in scope.
+    pub fn bytes(mut self, limit: u64) -> Result<Vec<u8>, Error> {
+        self.read_to_vec(limit)
+    }
+
     /// Reads the whole body as text (invalid UTF-8 replaced), capped at `limit` bytes.
-    pub fn text(&mut self, limit: u64) -> Result<String, Error> {
-        let bytes = self.bytes(limit)?;
+    pub fn text(mut self, limit: u64) -> Result<String, Error> {
+        let bytes = self.read_to_vec(limit)?;
         Ok(match String::from_utf8(bytes) {
             Ok(s) => s,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),

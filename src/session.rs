@@ -511,7 +511,8 @@ impl Session {
                     lease.discard();
                     // A pooled connection the server closed while idle fails before any
                     // response byte: retry once on a new connection if the body can be sent
-                    // again (hyper and ureq do the same).
+                    // again and the method is idempotent (RFC 9110 §9.2.2: the server may have
+                    // acted on a POST before the connection died).
                     let stale = matches!(
                         &e,
                         Error::Transport(TransportError::Closed(_) | TransportError::Io { .. })
@@ -521,6 +522,7 @@ impl Session {
                         && stale
                         && !retried
                         && body.is_replayable()
+                        && is_idempotent(hop.method)
                     {
                         retried = true;
                         self.shared.emit(&Event::Retrying);
@@ -776,6 +778,14 @@ fn send_body(conn: &mut Conn, body: &mut Body) -> Result<(), Error> {
             }
         }
     }
+}
+
+/// Methods that may be sent again automatically (RFC 9110 §9.2.2).
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    )
 }
 
 /// Methods whose empty body is still announced with `Content-Length: 0`.

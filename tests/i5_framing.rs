@@ -308,7 +308,7 @@ fn run(case: Case, mode: Mode) {
         .expect("valid request")
         .send()
         .and_then(|mut r| {
-            let body = r.bytes(1 << 20)?;
+            let body = r.read_to_vec(1 << 20)?;
             Ok(Got {
                 status: r.status().as_u16(),
                 body,
@@ -378,7 +378,7 @@ fn run(case: Case, mode: Mode) {
         .send()
         .expect("the second request succeeds");
     assert_eq!(second.status().as_u16(), 200);
-    assert_eq!(second.bytes(1 << 20).expect("second body"), b"second");
+    assert_eq!(second.read_to_vec(1 << 20).expect("second body"), b"second");
     let reused = after == After::Reuse;
     assert_eq!(
         second.connect_count(),

@@ -93,7 +93,7 @@ fn stall_mid_body_bytes() {
         .send()
         .expect("head arrives");
     let start = Instant::now();
-    let err = resp.bytes(1 << 20).expect_err("the body stalls");
+    let err = resp.read_to_vec(1 << 20).expect_err("the body stalls");
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
     assert_within(start.elapsed(), 250, 1500);
     drop(resp);
@@ -190,7 +190,7 @@ fn total_deadline_against_a_slow_body() {
         .expect("URL")
         .timeout(Duration::from_millis(400))
         .send()
-        .and_then(|mut r| r.bytes(1 << 20));
+        .and_then(|mut r| r.read_to_vec(1 << 20));
     let err = result.expect_err("the deadline passes");
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
     assert_within(start.elapsed(), 350, 1500);
@@ -231,7 +231,7 @@ fn close_mid_content_length_body() {
         .expect("URL")
         .send()
         .expect("head arrives");
-    let err = resp.bytes(1 << 20).expect_err("cut body");
+    let err = resp.read_to_vec(1 << 20).expect_err("cut body");
     assert_eq!(err.kind(), ErrorKind::Protocol, "{err:?}");
     assert_eq!(err.violation(), Some(Violation::IncompleteBody));
     drop(resp);
@@ -253,7 +253,7 @@ fn reset_mid_body() {
         .get(&server.url("/"))
         .expect("URL")
         .send()
-        .and_then(|mut r| r.bytes(1 << 20));
+        .and_then(|mut r| r.read_to_vec(1 << 20));
     let err = result.expect_err("reset");
     // The RST may discard the bytes in flight, so the failure comes at the head or in the body;
     // either way it is a receive failure, not a hang and not a success.
@@ -274,7 +274,7 @@ fn idle_pooled_connection_closed_by_server_is_replaced() {
         .expect("URL")
         .send()
         .expect("first");
-    assert_eq!(first.bytes(100).expect("body"), b"hello");
+    assert_eq!(first.read_to_vec(100).expect("body"), b"hello");
     drop(first);
     // Let the server's FIN arrive while the connection is idle in the pool.
     std::thread::sleep(Duration::from_millis(100));
@@ -283,7 +283,7 @@ fn idle_pooled_connection_closed_by_server_is_replaced() {
         .expect("URL")
         .send()
         .expect("second");
-    assert_eq!(second.bytes(100).expect("body"), b"second");
+    assert_eq!(second.read_to_vec(100).expect("body"), b"second");
     assert_eq!(second.connect_count(), 1);
     drop(second);
     assert_eq!(session.connections_opened(), 2);
@@ -331,14 +331,14 @@ fn pooled_connection_closed_after_the_request_is_retried() {
         .expect("URL")
         .send()
         .expect("first");
-    assert_eq!(first.bytes(100).expect("body"), b"hello");
+    assert_eq!(first.read_to_vec(100).expect("body"), b"hello");
     drop(first);
     let mut second = session
         .get(&server.url("/b"))
         .expect("URL")
         .send()
         .expect("retried");
-    assert_eq!(second.bytes(100).expect("body"), b"second");
+    assert_eq!(second.read_to_vec(100).expect("body"), b"second");
     assert_eq!(second.connect_count(), 1);
     drop(second);
     assert_eq!(*counts.lock().unwrap(), (1, 1), "(retries, reuses)");
@@ -362,7 +362,7 @@ fn one_shot_body_is_not_replayed_on_a_stale_connection() {
         .expect("URL")
         .send()
         .expect("first");
-    assert_eq!(first.bytes(100).expect("body"), b"hello");
+    assert_eq!(first.read_to_vec(100).expect("body"), b"hello");
     drop(first);
     let err = session
         .post(&server.url("/b"))
@@ -399,7 +399,7 @@ fn short_body_reader_fails_and_the_connection_is_dropped() {
         .expect("URL")
         .send()
         .expect("next");
-    assert_eq!(next.bytes(100).expect("body"), b"second");
+    assert_eq!(next.read_to_vec(100).expect("body"), b"second");
     assert_eq!(next.connect_count(), 1);
     drop(next);
     drop(session);
@@ -435,7 +435,7 @@ fn expect_continue_big_body_after_100() {
         .send()
         .expect("upload");
     assert_eq!(resp.status().as_u16(), 200);
-    assert_eq!(resp.bytes(100).expect("body"), b"hello");
+    assert_eq!(resp.read_to_vec(100).expect("body"), b"hello");
     // The body went right after the 100, without waiting for the 1 s expect timeout.
     assert!(
         start.elapsed() < Duration::from_millis(900),
@@ -466,7 +466,7 @@ fn expect_continue_body_sent_anyway_after_a_second() {
         .body(body)
         .send()
         .expect("upload");
-    assert_eq!(resp.bytes(100).expect("body"), b"hello");
+    assert_eq!(resp.read_to_vec(100).expect("body"), b"hello");
     assert_within(start.elapsed(), 900, 3000);
     drop(resp);
     drop(session);
@@ -501,7 +501,7 @@ fn final_without_continue(status_line: &str) {
         resp.status().as_u16(),
         status_line[9..12].parse::<u16>().unwrap()
     );
-    assert_eq!(resp.bytes(100).expect("body"), b"");
+    assert_eq!(resp.read_to_vec(100).expect("body"), b"");
     assert!(
         start.elapsed() < Duration::from_millis(900),
         "{:?}",
@@ -514,7 +514,7 @@ fn final_without_continue(status_line: &str) {
         .expect("URL")
         .send()
         .expect("next");
-    assert_eq!(next.bytes(100).expect("body"), b"second");
+    assert_eq!(next.read_to_vec(100).expect("body"), b"second");
     assert_eq!(next.connect_count(), 1);
     drop(next);
     // The first connection saw the head and nothing else (ReadToEof records everything the
@@ -565,7 +565,7 @@ fn small_body_has_no_expect() {
         .body("small")
         .send()
         .expect("upload");
-    assert_eq!(resp.bytes(100).expect("body"), b"hello");
+    assert_eq!(resp.read_to_vec(100).expect("body"), b"hello");
     drop(resp);
     drop(session);
     server.finish().expect("server script");
@@ -649,7 +649,7 @@ fn chunked_upload(expect_continue: bool) {
         ))
         .send()
         .expect("upload");
-    assert_eq!(resp.bytes(100).expect("body"), b"hello");
+    assert_eq!(resp.read_to_vec(100).expect("body"), b"hello");
     assert!(
         start.elapsed() < Duration::from_millis(900),
         "{:?}",
@@ -685,7 +685,7 @@ fn get_head_exact_bytes() {
         .expect("URL")
         .send()
         .expect("sent");
-    assert_eq!(resp.bytes(100).expect("body"), b"hello");
+    assert_eq!(resp.read_to_vec(100).expect("body"), b"hello");
     drop(resp);
     drop(session);
     server.finish().expect("server script");
@@ -716,7 +716,7 @@ fn post_head_and_body_exact_bytes() {
         .body("hello")
         .send()
         .expect("sent");
-    assert_eq!(resp.bytes(100).expect("body"), b"hello");
+    assert_eq!(resp.read_to_vec(100).expect("body"), b"hello");
     drop(resp);
     drop(session);
     server.finish().expect("server script");
@@ -738,7 +738,7 @@ fn empty_post_sends_content_length_zero() {
         .expect("URL")
         .send()
         .expect("sent");
-    assert_eq!(resp.bytes(100).expect("body"), b"hello");
+    assert_eq!(resp.read_to_vec(100).expect("body"), b"hello");
     drop(resp);
     drop(session);
     server.finish().expect("server script");

@@ -30,7 +30,7 @@ fn get(session: &Session, server: &ScriptServer, path: &str) -> (Vec<u8>, u32) {
         .expect("URL")
         .send()
         .expect("response");
-    let body = resp.bytes(16 << 20).expect("body");
+    let body = resp.read_to_vec(16 << 20).expect("body");
     (body, resp.connect_count())
 }
 
@@ -298,7 +298,7 @@ fn requested_connection_close_is_not_reused() {
         .header("Connection", "close")
         .send()
         .expect("response");
-    assert_eq!(resp.bytes(100).expect("body"), b"one");
+    assert_eq!(resp.read_to_vec(100).expect("body"), b"one");
     drop(resp);
     assert_eq!(s.idle_connections(), 0);
     assert_eq!(get(&s, &server, "/2"), (b"two".to_vec(), 1));

@@ -53,7 +53,7 @@ fn get_over_http_returns_the_file() {
             .map(|v| v.as_bytes().to_vec()),
         Some(HELLO.len().to_string().into_bytes())
     );
-    assert_eq!(resp.bytes(LIMIT).unwrap(), HELLO);
+    assert_eq!(resp.read_to_vec(LIMIT).unwrap(), HELLO);
 
     let log = nginx.wait_log_lines(1);
     assert_eq!(log.len(), 1);
@@ -80,7 +80,7 @@ fn get_over_https_returns_the_file() {
     let mut resp = s.get(&url).unwrap().send().unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.url().as_str(), url);
-    assert_eq!(resp.bytes(LIMIT).unwrap(), HELLO);
+    assert_eq!(resp.read_to_vec(LIMIT).unwrap(), HELLO);
     // A second request over the same TLS connection.
     let mut again = s.get(&url).unwrap().send().unwrap();
     assert_eq!(
@@ -88,7 +88,12 @@ fn get_over_https_returns_the_file() {
         0,
         "the TLS connection was not reused"
     );
-    assert_eq!(again.text(LIMIT).unwrap().as_bytes(), HELLO);
+    assert_eq!(
+        String::from_utf8(again.read_to_vec(LIMIT).unwrap())
+            .unwrap()
+            .as_bytes(),
+        HELLO
+    );
 
     let log = nginx.wait_log_lines(2);
     assert_eq!(log.len(), 2);
@@ -110,7 +115,7 @@ fn head_has_no_body_and_keeps_the_connection() {
         head.headers().get("content-length").unwrap().as_bytes(),
         HELLO.len().to_string().as_bytes()
     );
-    assert_eq!(head.bytes(LIMIT).unwrap(), b"");
+    assert_eq!(head.read_to_vec(LIMIT).unwrap(), b"");
     drop(head);
     let mut get = s.get(&url).unwrap().send().unwrap();
     assert_eq!(
@@ -118,12 +123,12 @@ fn head_has_no_body_and_keeps_the_connection() {
         0,
         "the connection was not reused after HEAD"
     );
-    assert_eq!(get.bytes(LIMIT).unwrap(), HELLO);
+    assert_eq!(get.read_to_vec(LIMIT).unwrap(), HELLO);
 
     // HEAD of a chunked resource: the head says chunked, but no chunk follows.
     let mut head = s.head(&nginx.http_url("chunked")).unwrap().send().unwrap();
     assert_eq!(head.status(), StatusCode::OK);
-    assert_eq!(head.bytes(LIMIT).unwrap(), b"");
+    assert_eq!(head.read_to_vec(LIMIT).unwrap(), b"");
     drop(head);
     let mut get = s.get(&url).unwrap().send().unwrap();
     assert_eq!(
@@ -131,7 +136,7 @@ fn head_has_no_body_and_keeps_the_connection() {
         0,
         "the connection was not reused after HEAD"
     );
-    assert_eq!(get.bytes(LIMIT).unwrap(), HELLO);
+    assert_eq!(get.read_to_vec(LIMIT).unwrap(), HELLO);
 
     let log = nginx.wait_log_lines(4);
     assert_eq!(log.len(), 4);
@@ -152,13 +157,13 @@ fn no_content_then_reuse() {
         .send()
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    assert_eq!(resp.bytes(LIMIT).unwrap(), b"");
+    assert_eq!(resp.read_to_vec(LIMIT).unwrap(), b"");
     drop(resp);
     // The 204 ended without a body, so the connection is idle in the pool before any read.
     assert_eq!(s.idle_connections(), 1);
     let mut next = s.get(&nginx.http_url("hello.txt")).unwrap().send().unwrap();
     assert_eq!(next.connect_count(), 0);
-    assert_eq!(next.bytes(LIMIT).unwrap(), HELLO);
+    assert_eq!(next.read_to_vec(LIMIT).unwrap(), HELLO);
 
     let log = nginx.wait_log_lines(2);
     assert_eq!((log[0].status, log[1].status), (204, 200));
@@ -176,7 +181,7 @@ fn conditional_get_gives_304_then_reuse() {
         .get("etag")
         .expect("nginx sends an ETag for a static file")
         .clone();
-    assert_eq!(first.bytes(LIMIT).unwrap(), HELLO);
+    assert_eq!(first.read_to_vec(LIMIT).unwrap(), HELLO);
 
     let mut cond = s
         .get(&url)
@@ -186,7 +191,7 @@ fn conditional_get_gives_304_then_reuse() {
         .unwrap();
     assert_eq!(cond.status(), StatusCode::NOT_MODIFIED);
     // A 304 never has a body, whatever Content-Length it might carry (RFC 9112 §6.3 rule 1).
-    assert_eq!(cond.bytes(LIMIT).unwrap(), b"");
+    assert_eq!(cond.read_to_vec(LIMIT).unwrap(), b"");
     drop(cond);
 
     let mut third = s
@@ -197,7 +202,7 @@ fn conditional_get_gives_304_then_reuse() {
         .unwrap();
     assert_eq!(third.status(), StatusCode::OK);
     assert_eq!(third.connect_count(), 0);
-    assert_eq!(third.bytes(LIMIT).unwrap(), HELLO);
+    assert_eq!(third.read_to_vec(LIMIT).unwrap(), HELLO);
 
     let log = nginx.wait_log_lines(3);
     assert_eq!(
@@ -215,7 +220,10 @@ fn not_found_body_is_read_and_the_connection_kept() {
         let mut resp = s.get(&scheme_url).unwrap().send().unwrap();
         // An error status is a response, not an `Err`.
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-        assert_eq!(resp.text(LIMIT).unwrap(), "status 404\n");
+        assert_eq!(
+            String::from_utf8(resp.read_to_vec(LIMIT).unwrap()).unwrap(),
+            "status 404\n"
+        );
     }
     // nginx's own 404 page for a missing file: HTML, length-delimited.
     let mut missing = s
@@ -224,7 +232,7 @@ fn not_found_body_is_read_and_the_connection_kept() {
         .send()
         .unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-    let page = missing.text(LIMIT).unwrap();
+    let page = String::from_utf8(missing.read_to_vec(LIMIT).unwrap()).unwrap();
     assert!(page.contains("404 Not Found"), "{page:?}");
     drop(missing);
 
@@ -246,7 +254,7 @@ fn ipv6_loopback_when_available() {
     let s = session(&nginx);
     // IPv4 is always checked, so this test asserts something on every machine.
     let mut v4 = s.get(&nginx.http_url("hello.txt")).unwrap().send().unwrap();
-    assert_eq!(v4.bytes(LIMIT).unwrap(), HELLO);
+    assert_eq!(v4.read_to_vec(LIMIT).unwrap(), HELLO);
 
     let available = support::ipv6_loopback_available();
     assert_eq!(
@@ -267,12 +275,12 @@ fn ipv6_loopback_when_available() {
         1,
         "[::1] is a different pool key from 127.0.0.1"
     );
-    assert_eq!(v6.bytes(LIMIT).unwrap(), HELLO);
+    assert_eq!(v6.read_to_vec(LIMIT).unwrap(), HELLO);
     drop(v6);
     // The leaf has an IP SAN for ::1, so HTTPS by address verifies too.
     let tls_url = format!("https://[::1]:{}/hello.txt", nginx.tls_port());
     let mut v6s = s.get(&tls_url).unwrap().send().unwrap();
-    assert_eq!(v6s.bytes(LIMIT).unwrap(), HELLO);
+    assert_eq!(v6s.read_to_vec(LIMIT).unwrap(), HELLO);
     drop(v6s);
     let mut again = s.get(&url).unwrap().send().unwrap();
     assert_eq!(
@@ -280,7 +288,7 @@ fn ipv6_loopback_when_available() {
         0,
         "the [::1] connection was not reused"
     );
-    assert_eq!(again.bytes(LIMIT).unwrap(), HELLO);
+    assert_eq!(again.read_to_vec(LIMIT).unwrap(), HELLO);
 
     let log = nginx.wait_log_lines(4);
     assert_eq!(log[1].host, format!("[::1]:{}", nginx.port()));
@@ -304,7 +312,7 @@ fn request_headers_arrive_as_sent() {
         .header("user-agent", "custom-agent/1")
         .send()
         .unwrap();
-    let head = r.text(LIMIT).unwrap();
+    let head = String::from_utf8(r.read_to_vec(LIMIT).unwrap()).unwrap();
     assert!(
         head.starts_with("GET /echo/head?q=1 HTTP/1.1\r\n"),
         "{head:?}"

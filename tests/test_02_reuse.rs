@@ -69,7 +69,7 @@ fn twenty_on_one_connection(https: bool) {
         };
         let mut r = get(&s, &url);
         assert_eq!(r.connect_count(), u32::from(i == 0), "request {i}");
-        assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+        assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
     }
     assert_eq!(s.connections_opened(), 1);
     let log = nginx.wait_log_lines(20);
@@ -99,14 +99,14 @@ fn two_sessions_use_two_connections() {
     for i in 0..3 {
         for (name, s) in [("s1", &s1), ("s2", &s2)] {
             let mut r = get(s, &nginx.http_url(&format!("a.txt?{name}={i}")));
-            assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+            assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
         }
     }
     // A clone shares its session's pool.
     let s1b = s1.clone();
     let mut r = get(&s1b, &nginx.http_url("a.txt?s1=clone"));
     assert_eq!(r.connect_count(), 0, "a clone must share the pool");
-    assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
 
     let log = nginx.wait_log_lines(7);
     let conn_of = |tag: &str| -> BTreeSet<u64> {
@@ -143,20 +143,20 @@ fn different_tls_settings_never_share_a_connection() {
     let url = |tag: &str| nginx.https_url(&format!("a.txt?{tag}"));
     // verified, insecure, verified, insecure: two connections, each used twice.
     let mut r = get(&s, &url("v1"));
-    assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
     let mut r = s.get(&url("i1")).unwrap().tls(insecure()).send().unwrap();
     assert_eq!(
         r.connect_count(),
         1,
         "insecure request reused a verified connection"
     );
-    assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
     let mut r = get(&s, &url("v2"));
     assert_eq!(r.connect_count(), 0);
-    assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
     let mut r = s.get(&url("i2")).unwrap().tls(insecure()).send().unwrap();
     assert_eq!(r.connect_count(), 0);
-    assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
 
     let log = nginx.wait_log_lines(4);
     let (v1, i1, v2, i2) = (
@@ -181,7 +181,7 @@ fn verified_request_after_insecure_one_still_verifies() {
     let url = nginx.https_url("a.txt");
     let mut r = s.get(&url).unwrap().tls(insecure()).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
     assert_eq!(
         s.idle_connections(),
         1,
@@ -206,7 +206,7 @@ fn verified_request_after_insecure_one_still_verifies() {
     // The insecure connection is still there for insecure requests.
     let mut r = s.get(&url).unwrap().tls(insecure()).send().unwrap();
     assert_eq!(r.connect_count(), 0);
-    assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
     let log = nginx.wait_log_lines(2);
     assert_eq!(
         log.len(),
@@ -226,10 +226,10 @@ fn verified_request_after_insecure_one_still_verifies() {
         .build()
         .unwrap();
     let mut r = get(&s, &url);
-    assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
     let mut r = s.get(&url).unwrap().tls(verified).send().unwrap();
     assert_eq!(r.connect_count(), 1);
-    assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
     let log = nginx.wait_log_lines(4);
     assert_ne!(log[3].connection, log[2].connection, "{log:#?}");
 }
@@ -263,12 +263,12 @@ fn small_unread_body_is_drained_and_the_connection_reused() {
         );
         let mut r = get(&s, &small);
         assert_eq!(r.connect_count(), 0, "https={https}");
-        assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+        assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
         // Never read at all: drained too.
         drop(get(&s, &big));
         let mut r = get(&s, &small);
         assert_eq!(r.connect_count(), 0, "https={https}");
-        assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+        assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
         assert_eq!(s.connections_opened(), 1);
     }
     let log = nginx.wait_log_lines(8);
@@ -305,7 +305,7 @@ fn large_unread_body_closes_the_connection() {
         assert_eq!(s.idle_connections(), 0, "https={https}");
         let mut r = get(&s, &small);
         assert_eq!(r.connect_count(), 1, "https={https}");
-        assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+        assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
         assert_eq!(s.connections_opened(), 2);
     }
     let log = nginx.wait_log_lines(4);
@@ -329,13 +329,16 @@ fn server_close_means_a_new_connection() {
             r.headers().get("connection").map(|v| v.as_bytes()),
             Some(&b"close"[..])
         );
-        assert_eq!(r.text(LIMIT).unwrap(), "closing\n");
+        assert_eq!(
+            String::from_utf8(r.read_to_vec(LIMIT).unwrap()).unwrap(),
+            "closing\n"
+        );
         drop(r);
         assert_eq!(s.idle_connections(), 0);
     }
     let mut r = get(&s, &nginx.http_url("a.txt"));
     assert_eq!(r.connect_count(), 1);
-    assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
     let log = nginx.wait_log_lines(3);
     let conns: BTreeSet<_> = log.iter().map(|l| l.connection).collect();
     assert_eq!(conns.len(), 3, "{log:#?}");
@@ -351,12 +354,12 @@ fn caller_connection_close_is_honoured() {
         .header("connection", "close")
         .send()
         .unwrap();
-    assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
     drop(r);
     assert_eq!(s.idle_connections(), 0);
     let mut r = get(&s, &nginx.http_url("a.txt?next"));
     assert_eq!(r.connect_count(), 1);
-    assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
     let log = nginx.wait_log_lines(2);
     assert_ne!(log[0].connection, log[1].connection);
 }
@@ -373,7 +376,7 @@ fn keepalive_requests_limit_is_followed_by_a_new_connection() {
     for i in 0..7 {
         let mut r = get(&s, &nginx.http_url(&format!("a.txt?{i}")));
         assert_eq!(r.connect_count(), u32::from(i % 3 == 0), "request {i}");
-        assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+        assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
     }
     let log = nginx.wait_log_lines(7);
     let counts = by_connection(&log);
@@ -393,7 +396,7 @@ fn connection_closed_by_the_server_while_idle_is_replaced() {
     let s = session();
     for url in [nginx.http_url("a.txt"), nginx.https_url("a.txt")] {
         let mut r = get(&s, &url);
-        assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+        assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
         std::thread::sleep(Duration::from_millis(1600));
         let mut r = get(&s, &url);
         assert_eq!(r.status(), StatusCode::OK);
@@ -402,7 +405,7 @@ fn connection_closed_by_the_server_while_idle_is_replaced() {
             1,
             "{url}: the dead connection was not replaced"
         );
-        assert_eq!(r.bytes(LIMIT).unwrap(), SMALL);
+        assert_eq!(r.read_to_vec(LIMIT).unwrap(), SMALL);
     }
     let log = nginx.wait_log_lines(4);
     assert_eq!(log.len(), 4, "{log:#?}");
@@ -423,7 +426,11 @@ fn run_threads(s: &Session, urls: Vec<String>, threads: usize, per_thread: usize
                         .send()
                         .unwrap_or_else(|e| panic!("thread {t} request {i}: {e}"));
                     assert_eq!(r.status(), StatusCode::OK);
-                    assert_eq!(r.bytes(LIMIT).unwrap(), SMALL, "thread {t} request {i}");
+                    assert_eq!(
+                        r.read_to_vec(LIMIT).unwrap(),
+                        SMALL,
+                        "thread {t} request {i}"
+                    );
                 }
             })
         })

@@ -34,7 +34,7 @@ fn pem(path: &std::path::Path) -> Vec<u8> {
 fn fetch(s: &Session, url: &str) -> Result<Vec<u8>, ferry::Error> {
     let mut r = s.get(url)?.send()?;
     assert_eq!(r.status(), StatusCode::OK);
-    r.bytes(LIMIT)
+    r.read_to_vec(LIMIT)
 }
 
 #[test]
@@ -79,7 +79,7 @@ fn the_test_ca_is_accepted() {
         })
         .send()
         .unwrap();
-    assert_eq!(r.bytes(LIMIT).unwrap(), BODY);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), BODY);
     assert_eq!(nginx.wait_log_lines(5).len(), 5);
 }
 
@@ -363,7 +363,7 @@ fn plain_http_to_the_tls_port_is_not_a_certificate_error() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    drop(r.bytes(LIMIT));
+    drop(r.read_to_vec(LIMIT));
     let err = fetch(&s, &format!("https://localhost:{}/s.txt", nginx.port())).unwrap_err();
     assert_ne!(err.kind(), ErrorKind::Certificate, "{err}");
     assert!(

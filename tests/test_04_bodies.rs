@@ -80,10 +80,22 @@ fn text_and_bytes_enforce_their_limit() {
     // Content-Length above the limit: refused before reading.
     let err = s.get(&url).unwrap().send().unwrap().text(1023).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BodyTooLarge, "{err}");
-    let err = s.get(&url).unwrap().send().unwrap().bytes(10).unwrap_err();
+    let err = s
+        .get(&url)
+        .unwrap()
+        .send()
+        .unwrap()
+        .read_to_vec(10)
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BodyTooLarge, "{err}");
     // Exactly the limit is fine.
-    let got = s.get(&url).unwrap().send().unwrap().bytes(1024).unwrap();
+    let got = s
+        .get(&url)
+        .unwrap()
+        .send()
+        .unwrap()
+        .read_to_vec(1024)
+        .unwrap();
     assert_eq!(got, body);
     // Chunked (no length known up front): refused once the cap is passed.
     let err = s
@@ -120,12 +132,15 @@ fn chunked_response_over_https_then_reuse() {
         r.headers().get("transfer-encoding").unwrap().as_bytes(),
         b"chunked"
     );
-    assert_eq!(r.text(LIMIT).unwrap(), "chunk one\nchunk two\n");
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), b"chunk one\nchunk two\n");
     assert_eq!(r.trailers().map(|t| t.len()), Some(0));
     drop(r);
     let mut r = s.get(&nginx.https_url("a.txt")).unwrap().send().unwrap();
     assert_eq!(r.connect_count(), 0);
-    assert_eq!(r.text(LIMIT).unwrap(), "a");
+    assert_eq!(
+        String::from_utf8(r.read_to_vec(LIMIT).unwrap()).unwrap(),
+        "a"
+    );
 }
 
 #[test]
@@ -145,7 +160,7 @@ fn range_request_returns_the_slice() {
         r.headers().get("content-range").unwrap().as_bytes(),
         format!("bytes {from}-{}/{SIZE}", from + len as u64 - 1).as_bytes()
     );
-    let got = r.bytes(LIMIT).unwrap();
+    let got = r.read_to_vec(LIMIT).unwrap();
     assert!(got == large_file_bytes("r.bin", from, len), "range differs");
     let log = nginx.wait_log_lines(1);
     assert_eq!(log[0].status, 206);
@@ -159,12 +174,15 @@ fn post_and_put_bodies_are_echoed() {
     for url in [nginx.http_url("echo/body"), nginx.https_url("echo/body")] {
         let mut r = s.post(&url).unwrap().body(body.clone()).send().unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        assert!(r.bytes(LIMIT).unwrap() == body, "{url}: POST echo differs");
+        assert!(
+            r.read_to_vec(LIMIT).unwrap() == body,
+            "{url}: POST echo differs"
+        );
         let mut r = s.put(&url).unwrap().body("put body").send().unwrap();
-        assert_eq!(r.bytes(LIMIT).unwrap(), b"put body");
+        assert_eq!(r.read_to_vec(LIMIT).unwrap(), b"put body");
         // An empty POST still says Content-Length: 0.
         let mut r = s.post(&url).unwrap().send().unwrap();
-        assert_eq!(r.bytes(LIMIT).unwrap(), b"");
+        assert_eq!(r.read_to_vec(LIMIT).unwrap(), b"");
     }
     let log = nginx.wait_log_lines(6);
     let methods: Vec<_> = log.iter().map(|l| l.method.as_str()).collect();
@@ -265,7 +283,7 @@ fn a_2_mib_upload_uses_expect_100_continue() {
         let t = Instant::now();
         let mut r = s.post(&url).unwrap().body(body.clone()).send().unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        let got = r.bytes(LIMIT).unwrap();
+        let got = r.read_to_vec(LIMIT).unwrap();
         assert!(
             t.elapsed() < Duration::from_secs(5),
             "{url}: upload took {:?}, as if 100 Continue was not seen",
@@ -286,7 +304,7 @@ fn a_2_mib_upload_uses_expect_100_continue() {
             .body_reader(reader, SIZE as u64)
             .send()
             .unwrap();
-        let got = r.bytes(LIMIT).unwrap();
+        let got = r.read_to_vec(LIMIT).unwrap();
         assert!(got.starts_with(b"100-continue|"));
         assert!(
             got[b"100-continue|".len()..] == body[..],
@@ -300,7 +318,7 @@ fn a_2_mib_upload_uses_expect_100_continue() {
         .body("tiny")
         .send()
         .unwrap();
-    assert_eq!(r.bytes(LIMIT).unwrap(), b"|tiny");
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), b"|tiny");
     let log = nginx.wait_log_lines(5);
     assert!(log.iter().all(|l| l.status == 200), "{log:#?}");
     assert_eq!(log[0].content_length, SIZE.to_string());
@@ -335,7 +353,7 @@ fn expect_100_continue_refused_with_413_sends_no_body() {
             .send()
             .unwrap_or_else(|e| panic!("{url}: {e} ({:?})", e.kind()));
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE, "{url}");
-        let _ = r.bytes(LIMIT).unwrap();
+        let _ = r.read_to_vec(LIMIT).unwrap();
         assert!(
             t.elapsed() < Duration::from_secs(5),
             "{url}: {:?}",
@@ -344,7 +362,7 @@ fn expect_100_continue_refused_with_413_sends_no_body() {
         drop(r);
         assert_eq!(s.idle_connections(), 0, "{url}: pooled with an unsent body");
         let mut r = s.get(&nginx.http_url("a.txt")).unwrap().send().unwrap();
-        assert_eq!(r.bytes(LIMIT).unwrap(), b"a");
+        assert_eq!(r.read_to_vec(LIMIT).unwrap(), b"a");
         s.close_idle();
     }
     let log = nginx.wait_log_lines(4);
@@ -372,10 +390,10 @@ fn upload_refused_by_the_server_gets_its_answer() {
             .send()
             .unwrap_or_else(|e| panic!("{url}: {e} ({:?})", e.kind()));
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
-        assert_eq!(r.text(LIMIT).unwrap(), "status 403\n");
+        assert_eq!(r.read_to_vec(LIMIT).unwrap(), b"status 403\n");
         drop(r);
         let mut r = s.get(&nginx.http_url("a.txt")).unwrap().send().unwrap();
-        assert_eq!(r.bytes(LIMIT).unwrap(), b"a");
+        assert_eq!(r.read_to_vec(LIMIT).unwrap(), b"a");
     }
 }
 
@@ -399,7 +417,7 @@ fn a_short_body_reader_fails_locally_and_the_connection_is_dropped() {
     );
     let mut r = s.get(&nginx.http_url("a.txt")).unwrap().send().unwrap();
     assert_eq!(r.connect_count(), 1);
-    assert_eq!(r.bytes(LIMIT).unwrap(), b"a");
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), b"a");
     // nginx never completed the PUT: the only request it answered 200 is the GET. (The PUT's
     // line, a 400 once nginx sees the close, may come before or after the GET's.)
     let log = support::poll(Duration::from_secs(2), Duration::from_millis(10), || {
@@ -424,7 +442,7 @@ fn a_stalled_body_hits_the_total_timeout() {
     let t = Instant::now();
     let mut r = s.get(&nginx.http_url("slow")).unwrap().send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let err = r.text(LIMIT).unwrap_err();
+    let err = r.read_to_vec(LIMIT).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
     let took = t.elapsed();
     assert!(
@@ -440,5 +458,8 @@ fn a_stalled_body_hits_the_total_timeout() {
         .timeout(Duration::from_secs(10))
         .send()
         .unwrap();
-    assert_eq!(r.text(LIMIT).unwrap(), "start\nend\n");
+    assert_eq!(
+        String::from_utf8(r.read_to_vec(LIMIT).unwrap()).unwrap(),
+        "start\nend\n"
+    );
 }

@@ -75,7 +75,7 @@ fn cross_origin_redirect_drops_credentials_but_keeps_other_headers() {
     assert_eq!(r.url().as_str(), b.http_url("final.txt"));
     assert_eq!(r.redirect_count(), 1);
     assert_eq!(r.connect_count(), 2);
-    assert_eq!(r.bytes(LIMIT).unwrap(), FINAL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), FINAL);
 
     let la = a.wait_log_lines(1);
     assert_eq!((la[0].uri.as_str(), la[0].status), ("/go", 302));
@@ -102,7 +102,7 @@ fn same_origin_redirect_keeps_credentials_and_the_connection() {
             .unwrap();
         assert_eq!(r.url().as_str(), a.http_url("final.txt"), "{from}");
         assert_eq!(r.redirect_count(), 1);
-        assert_eq!(r.bytes(LIMIT).unwrap(), FINAL);
+        assert_eq!(r.read_to_vec(LIMIT).unwrap(), FINAL);
     }
     let log = a.wait_log_lines(4);
     assert_eq!(
@@ -132,7 +132,7 @@ fn credentials_are_not_restored_when_a_chain_returns_to_the_origin() {
         .unwrap();
     assert_eq!(r.url().as_str(), a.http_url("final.txt"));
     assert_eq!(r.redirect_count(), 2);
-    assert_eq!(r.bytes(LIMIT).unwrap(), FINAL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), FINAL);
 
     let la = a.wait_log_lines(2);
     assert_eq!(la[0].uri, "/start");
@@ -168,7 +168,7 @@ fn post_becomes_get_on_301_302_303_and_stays_post_on_307_308() {
             .send()
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{code}");
-        assert_eq!(r.bytes(LIMIT).unwrap(), FINAL, "{code}");
+        assert_eq!(r.read_to_vec(LIMIT).unwrap(), FINAL, "{code}");
     }
     for code in [307, 308] {
         let mut r = s
@@ -178,13 +178,17 @@ fn post_becomes_get_on_301_302_303_and_stays_post_on_307_308() {
             .send()
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{code}");
-        assert_eq!(r.bytes(LIMIT).unwrap(), body, "{code}: body not resent");
+        assert_eq!(
+            r.read_to_vec(LIMIT).unwrap(),
+            body,
+            "{code}: body not resent"
+        );
     }
     let mut r = with_credentials(s.post(&a.http_url("p307x")).unwrap())
         .body(body.clone())
         .send()
         .unwrap();
-    assert_eq!(r.bytes(LIMIT).unwrap(), body);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), body);
     // 303 turns PUT into GET too.
     let mut r = s
         .put(&a.http_url("p303"))
@@ -192,7 +196,7 @@ fn post_becomes_get_on_301_302_303_and_stays_post_on_307_308() {
         .body(body.clone())
         .send()
         .unwrap();
-    assert_eq!(r.bytes(LIMIT).unwrap(), FINAL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), FINAL);
 
     let log = a.wait_log_lines(13);
     let hops: Vec<(&str, &str, u16, &str)> = log
@@ -242,7 +246,7 @@ fn head_stays_head_through_303() {
     let s = session();
     let mut r = s.head(&a.http_url("h")).unwrap().send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.bytes(LIMIT).unwrap(), b"");
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), b"");
     let log = a.wait_log_lines(2);
     assert_eq!(log[1].method, "HEAD");
 }
@@ -289,7 +293,7 @@ fn never_policy_returns_the_redirect() {
     );
     assert_eq!(r.url().as_str(), a.http_url("go"));
     assert_eq!(r.redirect_count(), 0);
-    let _ = r.bytes(LIMIT).unwrap();
+    let _ = r.read_to_vec(LIMIT).unwrap();
     // Per request, on a following session.
     let s = session();
     let r = s
@@ -339,7 +343,7 @@ fn max_redirects_caps_a_chain() {
         .send()
         .unwrap();
     assert_eq!(r.redirect_count(), 3);
-    assert_eq!(r.bytes(LIMIT).unwrap(), FINAL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), FINAL);
     // Zero: the first redirect is already too many.
     let err = s
         .get(&a.http_url("h1"))
@@ -385,7 +389,7 @@ fn https_to_http_is_refused_by_default_and_followed_with_always() {
     assert_eq!(r.status(), StatusCode::FOUND);
     assert_eq!(r.url().as_str(), a.https_url("down"));
     assert_eq!(r.redirect_count(), 0);
-    let _ = r.bytes(LIMIT).unwrap();
+    let _ = r.read_to_vec(LIMIT).unwrap();
     drop(r);
     // Per request.
     let mut r = s
@@ -395,7 +399,7 @@ fn https_to_http_is_refused_by_default_and_followed_with_always() {
         .send()
         .unwrap();
     assert_eq!(r.url().as_str(), a.http_url("final.txt"));
-    assert_eq!(r.bytes(LIMIT).unwrap(), FINAL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), FINAL);
     // Per session.
     let pki = support::pki();
     let always = Session::builder()
@@ -405,11 +409,11 @@ fn https_to_http_is_refused_by_default_and_followed_with_always() {
         .unwrap();
     let mut r = always.get(&a.https_url("down")).unwrap().send().unwrap();
     assert_eq!(r.url().scheme(), "http");
-    assert_eq!(r.bytes(LIMIT).unwrap(), FINAL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), FINAL);
     // The upgrade is followed by default.
     let mut r = s.get(&a.http_url("up")).unwrap().send().unwrap();
     assert_eq!(r.url().as_str(), a.https_url("final.txt"));
-    assert_eq!(r.bytes(LIMIT).unwrap(), FINAL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), FINAL);
 
     let log = a.wait_log_lines(7);
     let seen: Vec<(u16, &str)> = log
@@ -443,7 +447,7 @@ fn credentials_are_dropped_on_an_http_to_https_hop_to_another_host() {
     let mut r = with_credentials(s.request(Method::GET, &a.http_url("up")).unwrap())
         .send()
         .unwrap();
-    assert_eq!(r.bytes(LIMIT).unwrap(), FINAL);
+    assert_eq!(r.read_to_vec(LIMIT).unwrap(), FINAL);
     let log = a.wait_log_lines(2);
     assert_credentials(&log[0], true);
     assert_credentials(&log[1], false);
