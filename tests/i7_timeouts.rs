@@ -381,6 +381,38 @@ fn one_shot_body_is_not_replayed_on_a_stale_connection() {
 }
 
 #[test]
+fn post_is_not_retried_on_a_stale_connection() {
+    // RFC 9110 §9.2.2: the server may have acted on the POST before the connection died, so
+    // even a replayable body is not sent again automatically.
+    let server = ScriptServer::start(vec![vec![
+        Step::any_head(),
+        Step::send(HELLO),
+        Step::head_starts_with("POST /b HTTP/1.1\r\n"),
+        Step::Close,
+    ]]);
+    let counts = Arc::new(Mutex::new((0, 0)));
+    let session = session_counting_retries(Arc::clone(&counts));
+    let mut first = session
+        .get(&server.url("/a"))
+        .expect("URL")
+        .send()
+        .expect("first");
+    assert_eq!(first.read_to_vec(100).expect("body"), b"hello");
+    drop(first);
+    let err = session
+        .post(&server.url("/b"))
+        .expect("URL")
+        .body("replayable")
+        .send()
+        .expect_err("a POST is not retried");
+    assert_eq!(err.kind(), ErrorKind::EmptyReply, "{err:?}");
+    assert_eq!(counts.lock().unwrap().0, 0, "no retry");
+    drop(session);
+    assert_eq!(server.connections_accepted(), 1);
+    server.finish().expect("server script");
+}
+
+#[test]
 fn short_body_reader_fails_and_the_connection_is_dropped() {
     let server = ScriptServer::start(vec![
         vec![Step::any_head(), Step::ReadToEof],
