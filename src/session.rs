@@ -20,7 +20,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use std::collections::HashMap;
 use std::io::{IoSlice, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use url::Url;
 
@@ -59,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) drain_limit: u64,
     pool: Pool<PoolKey, Connection>,
     tls_configs: Mutex<HashMap<TlsSettings, (u64, Arc<ClientConfig>)>>,
+    /// The entry of `tls_configs` for `tls`, set once at build.
+    default_tls: OnceLock<(u64, Arc<ClientConfig>)>,
     next_conn_id: AtomicU64,
     events: Option<EventHandler>,
 }
@@ -240,6 +242,7 @@ impl SessionBuilder {
             drain_limit: self.drain_limit,
             pool: Pool::new(self.pool),
             tls_configs: Mutex::new(HashMap::new()),
+            default_tls: OnceLock::new(),
             next_conn_id: AtomicU64::new(0),
             events: self.events,
         };
@@ -330,6 +333,12 @@ impl Session {
     }
 
     fn tls_config(&self, s: &TlsSettings) -> Result<(u64, Arc<ClientConfig>), Error> {
+        // The session's own settings are looked up on every request: skip hashing them.
+        if let Some(default) = self.shared.default_tls.get() {
+            if std::ptr::eq(s, &self.shared.tls) || *s == self.shared.tls {
+                return Ok(default.clone());
+            }
+        }
         let mut map = self
             .shared
             .tls_configs
@@ -341,6 +350,9 @@ impl Session {
         let config = s.build()?;
         let id = map.len() as u64 + 1;
         map.insert(s.clone(), (id, config.clone()));
+        if *s == self.shared.tls {
+            let _ = self.shared.default_tls.set((id, config.clone()));
+        }
         Ok((id, config))
     }
 
@@ -467,14 +479,14 @@ impl Session {
                 .pool
                 .acquire(&key, Instant::now(), deadline, |c| c.conn.is_idle_alive())?;
             let reused = lease.is_reused();
-            if reused {
+            if reused && self.shared.events.is_some() {
                 let c = lease
                     .conn_ref()
                     .expect("a reused lease holds a connection (pool invariant)");
                 if let Ok(peer) = c.conn.stream().peer_addr() {
                     self.shared.emit(&Event::Reused { peer, id: c.id });
                 }
-            } else {
+            } else if !reused {
                 let conn = self.connect(&key, timeouts, deadline, tls_config)?;
                 *connects += 1;
                 lease.set(conn);
@@ -563,8 +575,10 @@ impl Session {
         }
         let tcp = connect_tcp(&addrs, timeouts.connect, deadline)?;
         let id = sh.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        if let Ok(peer) = tcp.peer_addr() {
-            sh.emit(&Event::Connected { peer, id });
+        if sh.events.is_some() {
+            if let Ok(peer) = tcp.peer_addr() {
+                sh.emit(&Event::Connected { peer, id });
+            }
         }
         let stream = if key.is_tls() {
             let tls = connect_tls(tcp, host, tls_config.clone(), timeouts.connect, deadline)?;

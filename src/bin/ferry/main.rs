@@ -43,25 +43,31 @@ fn main() -> ExitCode {
     }
     let verbose = Arc::new(AtomicBool::new(false));
     let session = {
-        let v = verbose.clone();
-        let handler: ferry::EventHandler = Arc::new(move |e: &ferry::Event<'_>| {
-            if v.load(Ordering::Relaxed) {
-                output::verbose_event(e);
-            }
-            output::collect_head(e);
-        });
-        match Session::builder()
-            .redirect_policy(RedirectPolicy::Never)
-            .on_event(handler)
-            .build()
-        {
+        let mut builder = Session::builder().redirect_policy(RedirectPolicy::Never);
+        // Without -v or -i nobody listens: the library then skips the work events cost.
+        if groups.iter().any(|g| g.verbose || g.include || g.head) {
+            let v = verbose.clone();
+            builder = builder.on_event(Arc::new(move |e: &ferry::Event<'_>| {
+                if v.load(Ordering::Relaxed) {
+                    output::verbose_event(e);
+                }
+                output::collect_head(e);
+            }));
+        }
+        match builder.build() {
             Ok(s) => s,
             Err(e) => return ExitCode::from(report(&e.into(), false, true)),
         }
     };
+    let mut ctx = Ctx {
+        buf: vec![0u8; COPY_BUF],
+        stdout: None,
+        tls: Ok(None),
+    };
     let mut status = 0u8;
     for group in &groups {
         verbose.store(group.verbose, Ordering::Relaxed);
+        ctx.tls = group_tls(group);
         for (i, url) in group.urls.iter().enumerate() {
             let output = match group.outputs.get(i) {
                 Some(OutputArg::File(o)) => Output::File(o.clone()),
@@ -69,10 +75,35 @@ fn main() -> ExitCode {
                 None => Output::Stdout,
             };
             // As in curl, the last transfer's result is the exit code.
-            status = run_one(&session, group, url, output);
+            status = run_one(&session, group, url, output, &mut ctx);
         }
     }
     ExitCode::from(status)
+}
+
+/// What lives across transfers: the copy buffer, stdout's descriptor, the group's TLS settings
+/// (its CA file is read once per group, not once per URL).
+struct Ctx {
+    buf: Vec<u8>,
+    stdout: Option<File>,
+    tls: Result<Option<TlsSettings>, (u8, String)>,
+}
+
+/// The TLS settings of a group's `-k` and `--cacert`, or why the CA file cannot be used.
+fn group_tls(g: &Group) -> Result<Option<TlsSettings>, (u8, String)> {
+    if !g.insecure && g.cacert.is_none() {
+        return Ok(None);
+    }
+    let mut tls = TlsSettings {
+        danger_accept_invalid_certs: g.insecure,
+        ..Default::default()
+    };
+    if let Some(path) = &g.cacert {
+        let pem =
+            std::fs::read(path).map_err(|e| (77, format!("cannot read CA file {path}: {e}")))?;
+        tls.extra_ca_pem = Some(pem);
+    }
+    Ok(Some(tls))
 }
 
 enum Output {
@@ -112,13 +143,13 @@ impl From<ferry::Error> for Failure {
     }
 }
 
-fn run_one(session: &Session, g: &Group, url: &str, output: Output) -> u8 {
+fn run_one(session: &Session, g: &Group, url: &str, output: Output, ctx: &mut Ctx) -> u8 {
     let started = Instant::now();
     let mut outcome = Outcome {
         url_effective: url.to_owned(),
         ..Default::default()
     };
-    let result = transfer(session, g, url, output, &mut outcome);
+    let result = transfer(session, g, url, output, &mut outcome, ctx);
     outcome.time_total = started.elapsed().as_secs_f64();
     let code = match result {
         Ok(()) => 0,
@@ -150,6 +181,7 @@ fn transfer(
     url: &str,
     output: Output,
     outcome: &mut Outcome,
+    ctx: &mut Ctx,
 ) -> Result<(), Failure> {
     let mut url = url.to_owned();
     let (body, default_method, form) = request_body(g, &mut url)?;
@@ -223,20 +255,16 @@ fn transfer(
     if let Some(t) = g.connect_timeout.filter(|t| !t.is_zero()) {
         req = req.connect_timeout(t);
     }
-    if g.insecure || g.cacert.is_some() {
-        let mut tls = TlsSettings {
-            danger_accept_invalid_certs: g.insecure,
-            ..Default::default()
-        };
-        if let Some(path) = &g.cacert {
-            let pem = std::fs::read(path).map_err(|e| Failure {
-                code: 77,
-                message: format!("cannot read CA file {path}: {e}"),
+    match &ctx.tls {
+        Ok(Some(tls)) => req = req.tls(tls.clone()),
+        Ok(None) => {}
+        Err((code, message)) => {
+            return Err(Failure {
+                code: *code,
+                message: message.clone(),
                 hint: None,
-            })?;
-            tls.extra_ca_pem = Some(pem);
+            })
         }
-        req = req.tls(tls);
     }
     req = req.body(body.unwrap_or(Body::Empty));
 
@@ -255,7 +283,12 @@ fn transfer(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let head_text = output::head_text(&resp);
+    let printed_head = g.include || g.head;
+    let head_text = if printed_head || g.write_out.is_some() {
+        output::head_text(&resp)
+    } else {
+        String::new()
+    };
     outcome.size_header = head_text.len() as u64;
 
     if g.fail && resp.status().as_u16() >= 400 {
@@ -268,8 +301,8 @@ fn transfer(
             hint: None,
         });
     }
-    let mut sink = open_output(&output, resp.url())?;
-    if g.include || g.head {
+    let mut sink = open_output(&output, resp.url(), &mut ctx.stdout)?;
+    if printed_head {
         // The last collected head is the final response's, printed from `resp` below.
         for earlier in heads.iter().take(heads.len().saturating_sub(1)) {
             sink.write_all(earlier.as_bytes()).map_err(write_failure)?;
@@ -277,15 +310,19 @@ fn transfer(
         sink.write_all(head_text.as_bytes())
             .map_err(write_failure)?;
     }
-    copy_body(&mut resp, &mut sink, outcome)?;
+    copy_body(&mut resp, &mut sink, outcome, &mut ctx.buf)?;
     sink.flush().map_err(write_failure)?;
     Ok(())
 }
 
-fn copy_body(resp: &mut Response, sink: &mut File, outcome: &mut Outcome) -> Result<(), Failure> {
-    let mut buf = vec![0u8; COPY_BUF];
+fn copy_body(
+    resp: &mut Response,
+    sink: &mut Sink<'_>,
+    outcome: &mut Outcome,
+    buf: &mut [u8],
+) -> Result<(), Failure> {
     loop {
-        let n = match resp.read(&mut buf) {
+        let n = match resp.read(buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -320,26 +357,54 @@ fn write_failure(e: io::Error) -> Failure {
     }
 }
 
-/// Opens where the body goes. Stdout is written unbuffered through its own descriptor: the
-/// standard library's line buffering would scan every bulk block for newlines.
-fn open_output(output: &Output, url: &ferry::Url) -> Result<File, Failure> {
+/// Opens where the body goes. Stdout is written unbuffered through its own descriptor (made
+/// once, kept in `stdout`): the standard library's line buffering would scan every bulk block
+/// for newlines.
+fn open_output<'a>(
+    output: &Output,
+    url: &ferry::Url,
+    stdout: &'a mut Option<File>,
+) -> Result<Sink<'a>, Failure> {
     let path = match output {
         Output::Stdout => {
-            return io::stdout()
-                .as_fd()
-                .try_clone_to_owned()
-                .map(File::from)
-                .map_err(write_failure)
+            if stdout.is_none() {
+                let fd = io::stdout().as_fd().try_clone_to_owned();
+                *stdout = Some(fd.map(File::from).map_err(write_failure)?);
+            }
+            let file = stdout.as_ref().expect("set just above");
+            return Ok(Sink::Stdout(file));
         }
-        Output::File(p) if p == "-" => return open_output(&Output::Stdout, url),
+        Output::File(p) if p == "-" => return open_output(&Output::Stdout, url, stdout),
         Output::File(p) => p.clone(),
         Output::RemoteName => remote_name(url)?,
     };
-    File::create(&path).map_err(|e| Failure {
+    File::create(&path).map(Sink::File).map_err(|e| Failure {
         code: 23,
         message: format!("cannot create {path}: {e}"),
         hint: None,
     })
+}
+
+/// Where a body is written: a file of its own, or the shared stdout descriptor.
+enum Sink<'a> {
+    File(File),
+    Stdout(&'a File),
+}
+
+impl Write for Sink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::File(f) => f.write(buf),
+            Sink::Stdout(f) => (&**f).write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::File(f) => f.flush(),
+            Sink::Stdout(f) => (&**f).flush(),
+        }
+    }
 }
 
 /// The file name `-O` uses: the URL's last path segment, never a path of its own.
