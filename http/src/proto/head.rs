@@ -145,6 +145,10 @@ impl HeadParser {
                 name: "max_headers",
                 max: as_u64(self.limits.max_headers),
             })?;
+        // One copy of the head; each value is a zero-copy slice of it (hyper does the same),
+        // so a response costs one allocation for its values instead of one per field.
+        let shared = bytes::Bytes::copy_from_slice(&window[..len]);
+        let base = window.as_ptr() as usize;
         for h in response.headers.iter() {
             let name = HeaderName::from_bytes(h.name.as_bytes())
                 .map_err(|_| Error::Remote(Violation::BadHead))?;
@@ -159,7 +163,14 @@ impl HeadParser {
                     .collect();
                 HeaderValue::from_bytes(&unfolded)
             } else {
-                HeaderValue::from_bytes(h.value)
+                // `h.value` borrows from `window[..len]`, so the offset is within `shared`.
+                let start = (h.value.as_ptr() as usize).wrapping_sub(base);
+                match shared.get(start..start + h.value.len()) {
+                    Some(v) if v == h.value => {
+                        HeaderValue::from_maybe_shared(shared.slice(start..start + h.value.len()))
+                    }
+                    _ => HeaderValue::from_bytes(h.value),
+                }
             }
             .map_err(|_| Error::Remote(Violation::BadHead))?;
             headers.try_append(name, value).map_err(|_| Error::Limit {
