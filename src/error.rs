@@ -8,6 +8,8 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
+    /// Authentication could not proceed (hostile or unusable challenge, refused by policy).
+    Auth,
     /// The request body could not be read, or ended before its declared length.
     BodyRead,
     /// A response body exceeded the caller's size cap.
@@ -50,6 +52,8 @@ pub enum ErrorKind {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
+    /// Authentication failed locally (the server's 401 is returned as a response instead).
+    Auth(ferry_auth::AuthError),
     /// The HTTP/1.1 codec refused the peer's bytes or the caller's input.
     Http(ferry_http::Error),
     /// The transport failed.
@@ -110,6 +114,7 @@ impl Error {
                 _ => ErrorKind::Receive,
             },
             Error::Pool(_) => ErrorKind::PoolExhausted,
+            Error::Auth(_) => ErrorKind::Auth,
             Error::Url(_) => ErrorKind::InvalidUrl,
             Error::BodyRead(_) => ErrorKind::BodyRead,
             Error::BodyTooLarge { .. } => ErrorKind::BodyTooLarge,
@@ -133,6 +138,9 @@ impl Error {
             ErrorKind::InvalidInput => "header names are tokens; values cannot hold CR, LF or NUL",
             ErrorKind::Protocol => "the server's response is not valid HTTP/1.1",
             ErrorKind::EmptyReply => "the server closed the connection without answering",
+            ErrorKind::Auth => {
+                "check the credentials, the scheme (--basic/--digest/--ntlm) and the policy"
+            }
             _ => return None,
         })
     }
@@ -149,6 +157,7 @@ impl Error {
             ErrorKind::TooManyRedirects | ErrorKind::Redirect => 12156, // REDIRECT_FAILED
             ErrorKind::Protocol | ErrorKind::Limit => 12152, // INVALID_SERVER_RESPONSE
             ErrorKind::InvalidInput => 12004, // ERROR_WINHTTP_INTERNAL_ERROR
+            ErrorKind::Auth => 12015,       // ERROR_WINHTTP_LOGIN_FAILURE
             _ => 12030,                     // ERROR_WINHTTP_CONNECTION_ERROR
         }
     }
@@ -168,6 +177,7 @@ impl fmt::Display for Error {
             Error::Http(e) => e.fmt(f),
             Error::Transport(e) => e.fmt(f),
             Error::Pool(e) => e.fmt(f),
+            Error::Auth(e) => e.fmt(f),
             Error::Url(why) => write!(f, "bad URL: {why}"),
             Error::BodyRead(e) => write!(f, "reading the request body failed: {e}"),
             Error::BodyTooLarge { limit } => {
@@ -188,6 +198,7 @@ impl std::error::Error for Error {
             Error::Http(e) => Some(e),
             Error::Transport(e) => Some(e),
             Error::Pool(e) => Some(e),
+            Error::Auth(e) => Some(e),
             Error::BodyRead(e) => Some(e),
             _ => None,
         }
@@ -218,6 +229,12 @@ impl From<ConnError> for Error {
                 source: std::io::Error::other(other.to_string()),
             }),
         }
+    }
+}
+
+impl From<ferry_auth::AuthError> for Error {
+    fn from(e: ferry_auth::AuthError) -> Self {
+        Error::Auth(e)
     }
 }
 

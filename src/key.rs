@@ -4,20 +4,12 @@
 //! equal key (invariant I1). The key is built in exactly one place, [`PoolKey::new`], and
 //! [`PoolKey::parts`] destructures it exhaustively, so a field added here without a thought for
 //! how it is compared fails to compile there. curl's `url_match_conn` is the checklist of what
-//! belongs in it: scheme, host, port, route (proxy and its credentials), credentials, TLS
-//! options.
+//! belongs in it: scheme, host, port, route (proxy and its credentials), credentials (the
+//! [`Identity`]), TLS options.
+use ferry_auth::Identity;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use url::Url;
-
-/// Who a request is made as. Anonymous until authentication lands; then a keyed fingerprint of
-/// the credentials (never the secret itself).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum Identity {
-    /// No credentials.
-    #[default]
-    Anonymous,
-}
 
 /// How the connection reaches the origin.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -29,7 +21,7 @@ pub enum Route {
 }
 
 /// The exact key under which a connection is pooled.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 pub struct PoolKey {
     scheme: Scheme,
     host: String,
@@ -37,6 +29,9 @@ pub struct PoolKey {
     route: Route,
     identity: Identity,
     tls_profile: u64,
+    /// Hash of all of the above, computed once: the pool hashes a key on every checkout and
+    /// return.
+    hash: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,7 +55,7 @@ impl PoolKey {
             "https" => Scheme::Https,
             _ => return None,
         };
-        Some(PoolKey {
+        let mut key = PoolKey {
             scheme,
             // `url` already lowercases and IDNA-encodes domain names.
             host: url.host_str()?.to_owned(),
@@ -68,10 +63,17 @@ impl PoolKey {
             route,
             identity,
             tls_profile,
-        })
+            hash: 0,
+        };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.parts().hash(&mut h);
+        key.hash = h.finish();
+        Some(key)
     }
 
-    /// The parts of the key, named; exhaustive so that a new field must be listed.
+    /// The parts of the key, named; exhaustive so that a new field must be listed (and so be
+    /// compared and hashed).
+    #[allow(clippy::type_complexity)]
     pub fn parts(&self) -> (&str, &str, u16, &Route, &Identity, u64) {
         let PoolKey {
             scheme,
@@ -80,6 +82,7 @@ impl PoolKey {
             route,
             identity,
             tls_profile,
+            hash: _,
         } = self;
         let scheme = match scheme {
             Scheme::Http => "http",
@@ -102,6 +105,25 @@ impl PoolKey {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// Who connections under this key are made as.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+}
+
+impl PartialEq for PoolKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.parts() == other.parts()
+    }
+}
+
+impl Eq for PoolKey {}
+
+impl Hash for PoolKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
 }
 
 impl fmt::Debug for PoolKey {
@@ -117,15 +139,14 @@ impl fmt::Debug for PoolKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_auth::{Credentials, IdentityBuilder, Scheme as AuthScheme};
 
     fn key(u: &str, tls: u64) -> PoolKey {
-        PoolKey::new(
-            &Url::parse(u).unwrap(),
-            Route::Direct,
-            Identity::Anonymous,
-            tls,
-        )
-        .unwrap()
+        key_as(u, tls, Identity::ANONYMOUS)
+    }
+
+    fn key_as(u: &str, tls: u64, id: Identity) -> PoolKey {
+        PoolKey::new(&Url::parse(u).unwrap(), Route::Direct, id, tls).unwrap()
     }
 
     #[test]
@@ -136,12 +157,20 @@ mod tests {
         assert_ne!(key("http://h/", 1), key("http://g/", 1));
         assert_ne!(key("https://h/", 1), key("https://h/", 2));
         assert_eq!(key("http://[::1]:8/", 1).host(), "::1");
-        assert!(PoolKey::new(
-            &Url::parse("ftp://h/").unwrap(),
-            Route::Direct,
-            Identity::Anonymous,
-            0
-        )
-        .is_none());
+        let ftp = Url::parse("ftp://h/").unwrap();
+        assert!(PoolKey::new(&ftp, Route::Direct, Identity::ANONYMOUS, 0).is_none());
+    }
+
+    #[test]
+    fn identity_is_part_of_the_key() {
+        let a = IdentityBuilder::new()
+            .server_credentials(&[AuthScheme::Ntlm], &Credentials::new("a", "x"))
+            .finish();
+        let b = IdentityBuilder::new()
+            .server_credentials(&[AuthScheme::Ntlm], &Credentials::new("b", "y"))
+            .finish();
+        assert_ne!(key_as("http://h/", 1, a), key_as("http://h/", 1, b));
+        assert_ne!(key_as("http://h/", 1, a), key("http://h/", 1));
+        assert_eq!(key_as("http://h/", 1, a), key_as("http://h/x", 1, a));
     }
 }

@@ -16,6 +16,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod auth;
 mod body;
 mod error;
 mod event;
@@ -28,7 +29,10 @@ mod session;
 pub use body::Body;
 pub use error::{Error, ErrorKind};
 pub use event::{Event, EventHandler};
-pub use key::{Identity, PoolKey, Route};
+pub use ferry_auth::{
+    AuthPolicy, AutologonLevel, Credentials, Identity, Scheme as AuthScheme, SchemeSet, Secret,
+};
+pub use key::{PoolKey, Route};
 pub use redirect::{RedirectPolicy, MAX_REDIRECTS};
 pub use request::RequestBuilder;
 pub use response::Response;

@@ -1,9 +1,11 @@
 //! The request builder: method, URL, headers, body, and per-request overrides.
+use crate::auth::AuthRequest;
 use crate::body::Body;
 use crate::error::Error;
 use crate::redirect::RedirectPolicy;
 use crate::response::Response;
 use crate::session::Session;
+use ferry_auth::{Credentials, SchemeSet, Secret};
 use ferry_http::io::TlsSettings;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::io::Read;
@@ -33,6 +35,8 @@ pub(crate) struct RequestOptions {
     pub(crate) tls: Option<TlsSettings>,
     /// Default headers (`User-Agent`, `Accept`) not to send.
     pub(crate) suppressed: Vec<HeaderName>,
+    /// This request's credentials, replacing the session's.
+    pub(crate) auth: Option<AuthRequest>,
 }
 
 impl RequestBuilder {
@@ -61,6 +65,45 @@ impl RequestBuilder {
             }
         }
         self
+    }
+
+    /// Credentials for this request (replacing the session's), answering challenges with
+    /// `schemes`; Basic alone is sent preemptively (curl's `-u`). They go only to the origin of
+    /// this request's URL unless [`RequestBuilder::location_trusted`].
+    pub fn credentials(mut self, creds: Credentials, schemes: SchemeSet) -> Self {
+        self.auth_mut().creds = Some((creds, schemes));
+        self
+    }
+
+    /// Basic credentials, sent preemptively.
+    pub fn basic_auth(self, user: &str, password: &str) -> Self {
+        self.credentials(Credentials::new(user, password), SchemeSet::BASIC)
+    }
+
+    /// A bearer token (RFC 6750), sent preemptively to this request's origin.
+    pub fn bearer_auth(mut self, token: impl Into<String>) -> Self {
+        self.auth_mut().bearer = Some(Secret::new(token));
+        self
+    }
+
+    /// Lets this request's credentials follow redirects to other origins.
+    pub fn location_trusted(mut self, yes: bool) -> Self {
+        self.auth_mut().location_trusted = yes;
+        self
+    }
+
+    /// An isolation tag for this request: requests with different tags never share a
+    /// connection.
+    pub fn isolation_tag(mut self, tag: impl Into<String>) -> Self {
+        self.auth_mut().isolation_tag = Some(tag.into());
+        self
+    }
+
+    fn auth_mut(&mut self) -> &mut AuthRequest {
+        let session_default = &self.session.shared().default_auth;
+        self.options
+            .auth
+            .get_or_insert_with(|| session_default.clone())
     }
 
     /// Sends no header called `name`: removes any added so far and suppresses the session's

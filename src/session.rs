@@ -1,12 +1,14 @@
 //! The session (WinHTTP's `HINTERNET` session): defaults, the connection pool, TLS
 //! configurations, and the request loop (connect or reuse, exchange, redirects).
+use crate::auth::{self, AuthRequest, DigestCache};
 use crate::body::Body;
 use crate::error::Error;
 use crate::event::{Event, EventHandler};
-use crate::key::{Identity, PoolKey, Route};
+use crate::key::{PoolKey, Route};
 use crate::redirect::{self, RedirectPolicy, Rewrite, MAX_REDIRECTS};
 use crate::request::{RequestBuilder, RequestOptions};
 use crate::response::{BodyReader, Response};
+use ferry_auth::{AuthPolicy, Credentials, Identity, NtlmBound, SchemeSet};
 use ferry_http::io::{
     connect_tcp, connect_tls, resolve, ClientConfig, Conn, Phase, Stream, Timeouts, TlsSettings,
     TransportError,
@@ -41,6 +43,9 @@ const UPLOAD_BLOCK: usize = 64 * 1024;
 pub(crate) struct Connection {
     pub(crate) conn: Conn,
     pub(crate) id: u64,
+    /// Set once an NTLM handshake completed on this connection: it then belongs to that
+    /// identity for the rest of its life (checked again at every checkout).
+    pub(crate) bound: Option<NtlmBound>,
 }
 
 /// State shared by a session's clones and its responses.
@@ -63,6 +68,12 @@ pub(crate) struct Shared {
     default_tls: OnceLock<(u64, Arc<ClientConfig>)>,
     next_conn_id: AtomicU64,
     events: Option<EventHandler>,
+    auth_policy: AuthPolicy,
+    /// Ambient (default) credentials, used where the autologon level allows.
+    ambient: Option<Credentials>,
+    /// Credentials and tag for every request that sets none of its own.
+    pub(crate) default_auth: AuthRequest,
+    digests: DigestCache,
 }
 
 impl Shared {
@@ -104,6 +115,9 @@ pub struct SessionBuilder {
     expect_timeout: Duration,
     drain_limit: u64,
     events: Option<EventHandler>,
+    auth_policy: AuthPolicy,
+    ambient: Option<Credentials>,
+    default_auth: AuthRequest,
 }
 
 impl Default for SessionBuilder {
@@ -122,6 +136,9 @@ impl Default for SessionBuilder {
             expect_timeout: EXPECT_CONTINUE_TIMEOUT,
             drain_limit: DRAIN_LIMIT,
             events: None,
+            auth_policy: AuthPolicy::default(),
+            ambient: None,
+            default_auth: AuthRequest::default(),
         }
     }
 }
@@ -217,6 +234,37 @@ impl SessionBuilder {
         self
     }
 
+    /// Credentials for every request that sets none, answering challenges with `schemes`
+    /// (preemptively when `schemes` is Basic alone). Each request sends them only to the
+    /// origin of its first URL, unless [`SessionBuilder::location_trusted`].
+    pub fn credentials(mut self, creds: Credentials, schemes: SchemeSet) -> Self {
+        self.default_auth.creds = Some((creds, schemes));
+        self
+    }
+    /// Lets explicit credentials follow redirects to other origins (curl's
+    /// `--location-trusted`). Off by default (invariant I2).
+    pub fn location_trusted(mut self, yes: bool) -> Self {
+        self.default_auth.location_trusted = yes;
+        self
+    }
+    /// Ambient (default) credentials, like a service's machine account: they answer NTLM or
+    /// Digest challenges where the autologon level allows, never Basic.
+    pub fn default_credentials(mut self, creds: Credentials) -> Self {
+        self.ambient = Some(creds);
+        self
+    }
+    /// The authentication policy (autologon level, Basic over cleartext).
+    pub fn auth_policy(mut self, p: AuthPolicy) -> Self {
+        self.auth_policy = p;
+        self
+    }
+    /// An isolation tag for every request (for example a local user id): requests with
+    /// different tags never share a connection.
+    pub fn isolation_tag(mut self, tag: impl Into<String>) -> Self {
+        self.default_auth.isolation_tag = Some(tag.into());
+        self
+    }
+
     /// Builds the session; fails if the TLS settings are unusable (for example a CA bundle
     /// without certificates).
     pub fn build(self) -> Result<Session, Error> {
@@ -245,6 +293,10 @@ impl SessionBuilder {
             default_tls: OnceLock::new(),
             next_conn_id: AtomicU64::new(0),
             events: self.events,
+            auth_policy: self.auth_policy,
+            ambient: self.ambient,
+            default_auth: self.default_auth,
+            digests: DigestCache::default(),
         };
         let session = Session {
             shared: Arc::new(shared),
@@ -264,6 +316,10 @@ struct Hop<'a> {
     suppressed: &'a [HeaderName],
     timeouts: Timeouts,
     deadline: Option<Instant>,
+    /// Who the hop is made as: part of the pool key.
+    identity: Identity,
+    /// The `Authorization` to send, unless the caller set one.
+    authorization: Option<&'a HeaderValue>,
 }
 
 /// Where one exchange stands when it fails: whether a retry on a new connection is safe.
@@ -273,6 +329,10 @@ struct Attempt {
 }
 
 impl Session {
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     /// A builder with WinHTTP's defaults.
     pub fn builder() -> SessionBuilder {
         SessionBuilder::default()
@@ -384,17 +444,89 @@ impl Session {
         let mut method = method;
         let mut redirects = 0u32;
         let mut connects = 0u32;
+        let auth_req = options.auth.as_ref().unwrap_or(&sh.default_auth);
+        let given_for = auth::origin(&url);
         loop {
             check_url(&url)?;
-            let hop = Hop {
-                method: &method,
-                url: &url,
-                headers: &headers,
-                suppressed: &options.suppressed,
-                timeouts,
-                deadline,
+            let hop_auth = auth::plan(
+                auth_req,
+                &given_for,
+                &url,
+                sh.ambient.as_ref(),
+                &sh.auth_policy,
+            );
+            let body_bytes = match &body {
+                Body::Bytes(b) => Some(b.as_slice()),
+                Body::Empty => Some(&[][..]),
+                _ => None,
             };
-            let mut resp = self.exchange(&hop, &mut body, tls_id, &tls_config, &mut connects)?;
+            let mut authorization = auth::preemptive(
+                &hop_auth,
+                &url,
+                method.as_str(),
+                body_bytes,
+                &sh.auth_policy,
+                &sh.digests,
+            )?;
+            let mut rounds = 0u32;
+            let mut resp = loop {
+                let hop = Hop {
+                    method: &method,
+                    url: &url,
+                    headers: &headers,
+                    suppressed: &options.suppressed,
+                    timeouts,
+                    deadline,
+                    identity: hop_auth.identity,
+                    authorization: authorization.as_ref(),
+                };
+                let resp = self.exchange(&hop, &mut body, tls_id, &tls_config, &mut connects)?;
+                if resp.status() != http::StatusCode::UNAUTHORIZED
+                    || rounds >= auth::MAX_AUTH_ROUNDS
+                    || headers.contains_key(header::AUTHORIZATION)
+                {
+                    break resp;
+                }
+                let sent = authorization.as_ref().and_then(auth::scheme_of);
+                let body_bytes = match &body {
+                    Body::Bytes(b) => Some(b.as_slice()),
+                    Body::Empty => Some(&[][..]),
+                    _ => None,
+                };
+                let answer = auth::answer(
+                    &hop_auth,
+                    resp.headers(),
+                    sent,
+                    &url,
+                    method.as_str(),
+                    body_bytes,
+                    &sh.auth_policy,
+                    &sh.digests,
+                )?;
+                rounds += 1;
+                match answer {
+                    auth::Answer::GiveUp => break resp,
+                    _ if !body.is_replayable() => break resp,
+                    auth::Answer::Retry(v) => {
+                        drop(resp);
+                        authorization = Some(v);
+                    }
+                    auth::Answer::Ntlm => {
+                        drop(resp);
+                        let Some((creds, _)) = &hop_auth.creds else {
+                            unreachable!("answer() offers NTLM only with credentials");
+                        };
+                        break self.ntlm_exchange(
+                            &hop,
+                            creds,
+                            &mut body,
+                            tls_id,
+                            &tls_config,
+                            &mut connects,
+                        )?;
+                    }
+                }
+            };
             resp.redirects = redirects;
             resp.connects = connects;
             let Some(rewrite) = redirect::rewrite_for(resp.status(), &method) else {
@@ -464,63 +596,21 @@ impl Session {
         tls_config: &Arc<ClientConfig>,
         connects: &mut u32,
     ) -> Result<Response, Error> {
-        let Hop {
-            url,
-            timeouts,
-            deadline,
-            ..
-        } = *hop;
-        let key = PoolKey::new(url, Route::Direct, Identity::Anonymous, tls_id)
+        let key = PoolKey::new(hop.url, Route::Direct, hop.identity, tls_id)
             .ok_or(Error::Url("unsupported scheme or missing host"))?;
         let mut retried = false;
         loop {
-            let mut lease = self
-                .shared
-                .pool
-                .acquire(&key, Instant::now(), deadline, |c| c.conn.is_idle_alive())?;
-            let reused = lease.is_reused();
-            if reused && self.shared.events.is_some() {
-                let c = lease
-                    .conn_ref()
-                    .expect("a reused lease holds a connection (pool invariant)");
-                if let Ok(peer) = c.conn.stream().peer_addr() {
-                    self.shared.emit(&Event::Reused { peer, id: c.id });
-                }
-            } else if !reused {
-                let conn = self.connect(&key, timeouts, deadline, tls_config)?;
-                *connects += 1;
-                lease.set(conn);
-            }
+            let mut lease = self.checkout(&key, hop, tls_config, connects)?;
             let mut attempt = Attempt {
-                reused,
+                reused: lease.is_reused(),
                 response_bytes_seen: false,
             };
             match self.exchange_on(&mut lease, hop, body, &mut attempt) {
                 Ok((head, decoder, close)) => {
-                    let mut reader = BodyReader {
-                        lease: Some(lease),
-                        decoder,
-                        close,
-                        shared: self.shared.clone(),
-                    };
-                    if reader.decoder.is_done() {
-                        reader.finish();
-                    }
-                    return Ok(Response {
-                        head,
-                        url: url.clone(),
-                        redirects: 0,
-                        connects: 0,
-                        body: reader,
-                    });
+                    return Ok(self.response(lease, head, decoder, close, hop.url));
                 }
                 Err(e) => {
-                    if let Some(c) = lease.conn() {
-                        c.conn.stream_mut().shutdown();
-                        let id = c.id;
-                        self.shared.emit(&Event::Closed { id, why: "error" });
-                    }
-                    lease.discard();
+                    self.close_on_error(lease);
                     // A pooled connection the server closed while idle fails before any
                     // response byte: retry once on a new connection if the body can be sent
                     // again and the method is idempotent (RFC 9110 §9.2.2: the server may have
@@ -542,6 +632,145 @@ impl Session {
                     }
                     return Err(e);
                 }
+            }
+        }
+    }
+
+    /// An idle connection for `key` that is alive (and, if NTLM-bound, bound to the hop's
+    /// identity), or a new one.
+    fn checkout(
+        &self,
+        key: &PoolKey,
+        hop: &Hop<'_>,
+        tls_config: &Arc<ClientConfig>,
+        connects: &mut u32,
+    ) -> Result<Lease<PoolKey, Connection>, Error> {
+        let identity = hop.identity;
+        let mut lease = self
+            .shared
+            .pool
+            .acquire(key, Instant::now(), hop.deadline, |c| {
+                // I1 twice over: the key holds the identity, and a connection that completed an
+                // NTLM handshake carries proof of whom it was authenticated as.
+                c.bound.as_ref().is_none_or(|b| *b.identity() == identity) && c.conn.is_idle_alive()
+            })?;
+        if lease.is_reused() {
+            if self.shared.events.is_some() {
+                let c = lease
+                    .conn_ref()
+                    .expect("a reused lease holds a connection (pool invariant)");
+                if let Ok(peer) = c.conn.stream().peer_addr() {
+                    self.shared.emit(&Event::Reused { peer, id: c.id });
+                }
+            }
+        } else {
+            let conn = self.connect(key, hop.timeouts, hop.deadline, tls_config)?;
+            *connects += 1;
+            lease.set(conn);
+        }
+        Ok(lease)
+    }
+
+    fn close_on_error(&self, mut lease: Lease<PoolKey, Connection>) {
+        if let Some(c) = lease.conn() {
+            c.conn.stream_mut().shutdown();
+            let id = c.id;
+            self.shared.emit(&Event::Closed { id, why: "error" });
+        }
+        lease.discard();
+    }
+
+    fn response(
+        &self,
+        lease: Lease<PoolKey, Connection>,
+        head: ResponseHead,
+        decoder: BodyDecoder,
+        close: Option<CloseReason>,
+        url: &Url,
+    ) -> Response {
+        let mut reader = BodyReader {
+            lease: Some(lease),
+            decoder,
+            close,
+            shared: self.shared.clone(),
+        };
+        if reader.decoder.is_done() {
+            reader.finish();
+        }
+        Response {
+            head,
+            url: url.clone(),
+            redirects: 0,
+            connects: 0,
+            body: reader,
+        }
+    }
+
+    /// The NTLM handshake (MS-NLMP): type 1 and the server's type 2 on one connection, then
+    /// type 3 with the request on the same connection, which is then bound to the identity.
+    fn ntlm_exchange(
+        &self,
+        hop: &Hop<'_>,
+        creds: &Credentials,
+        body: &mut Body,
+        tls_id: u64,
+        tls_config: &Arc<ClientConfig>,
+        connects: &mut u32,
+    ) -> Result<Response, Error> {
+        let key = PoolKey::new(hop.url, Route::Direct, hop.identity, tls_id)
+            .ok_or(Error::Url("unsupported scheme or missing host"))?;
+        let mut lease = self.checkout(&key, hop, tls_config, connects)?;
+        let mut attempt = Attempt {
+            reused: lease.is_reused(),
+            response_bytes_seen: false,
+        };
+        let result = (|| {
+            let (type1, expect) = ferry_auth::ntlm::start(creds);
+            let type1 = auth::header_value(type1)?;
+            let leg1 = Hop {
+                authorization: Some(&type1),
+                ..*hop
+            };
+            // The body goes only with the last leg; the first carries none.
+            let (head, mut decoder, close) =
+                self.exchange_on(&mut lease, &leg1, &mut Body::Empty, &mut attempt)?;
+            let token = match auth::ntlm_token(&head.headers) {
+                Some(t) if head.status == http::StatusCode::UNAUTHORIZED => t,
+                // No type 2: the server's answer is the caller's.
+                _ => return Ok((head, decoder, close, None)),
+            };
+            let persistent = close.is_none()
+                && lease.conn().is_some_and(|c| {
+                    matches!(
+                        c.conn.drain_body(&mut decoder, self.shared.drain_limit),
+                        Ok(true)
+                    )
+                });
+            if !persistent {
+                return Err(Error::Auth(ferry_auth::AuthError::BadChallenge(
+                    "NTLM needs a persistent connection, but the server closes it",
+                )));
+            }
+            let (type3, bound) = expect.on_challenge(&token, &hop.identity)?;
+            let type3 = auth::header_value(type3)?;
+            let leg3 = Hop {
+                authorization: Some(&type3),
+                ..*hop
+            };
+            let (head, decoder, close) = self.exchange_on(&mut lease, &leg3, body, &mut attempt)?;
+            let accepted = head.status != http::StatusCode::UNAUTHORIZED;
+            Ok((head, decoder, close, accepted.then_some(bound)))
+        })();
+        match result {
+            Ok((head, decoder, close, bound)) => {
+                if let (Some(b), Some(c)) = (bound, lease.conn()) {
+                    c.bound = Some(b);
+                }
+                Ok(self.response(lease, head, decoder, close, hop.url))
+            }
+            Err(e) => {
+                self.close_on_error(lease);
+                Err(e)
             }
         }
     }
@@ -598,6 +827,7 @@ impl Session {
         Ok(Connection {
             conn: Conn::new(stream, timeouts),
             id,
+            bound: None,
         })
     }
 
@@ -616,6 +846,8 @@ impl Session {
             suppressed,
             timeouts,
             deadline,
+            identity: _,
+            authorization: _,
         } = *hop;
         let sh = &self.shared;
         let c = lease
@@ -638,23 +870,30 @@ impl Session {
         } && !headers.contains_key(header::EXPECT);
         // The common case (no headers of the caller's, no Expect) allocates nothing here.
         let mut merged;
-        let all_headers = if headers.is_empty() && !expect && suppressed.is_empty() {
-            &sh.default_headers
-        } else {
-            merged = HeaderMap::with_capacity(headers.len() + 3);
-            for (k, v) in &sh.default_headers {
-                if !headers.contains_key(k) && !suppressed.contains(k) {
-                    merged.insert(k.clone(), v.clone());
+        let authorization = hop
+            .authorization
+            .filter(|_| !headers.contains_key(header::AUTHORIZATION));
+        let all_headers =
+            if headers.is_empty() && !expect && suppressed.is_empty() && authorization.is_none() {
+                &sh.default_headers
+            } else {
+                merged = HeaderMap::with_capacity(headers.len() + 3);
+                for (k, v) in &sh.default_headers {
+                    if !headers.contains_key(k) && !suppressed.contains(k) {
+                        merged.insert(k.clone(), v.clone());
+                    }
                 }
-            }
-            for (k, v) in headers {
-                merged.append(k.clone(), v.clone());
-            }
-            if expect {
-                merged.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
-            }
-            &merged
-        };
+                for (k, v) in headers {
+                    merged.append(k.clone(), v.clone());
+                }
+                if expect {
+                    merged.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+                }
+                if let Some(a) = authorization {
+                    merged.insert(header::AUTHORIZATION, a.clone());
+                }
+                &merged
+            };
         let requested_close = all_headers
             .get_all(header::CONNECTION)
             .iter()

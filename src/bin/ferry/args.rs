@@ -28,6 +28,15 @@ pub(crate) struct Group {
     pub(crate) insecure: bool,
     pub(crate) user_agent: Option<String>,
     pub(crate) write_out: Option<String>,
+    pub(crate) user: Option<String>,
+    pub(crate) basic: bool,
+    pub(crate) digest: bool,
+    pub(crate) ntlm: bool,
+    pub(crate) anyauth: bool,
+    pub(crate) bearer: Option<String>,
+    pub(crate) location_trusted: bool,
+    pub(crate) default_credentials: Option<String>,
+    pub(crate) autologon: Option<String>,
 }
 
 /// An `-o` / `-O` argument.
@@ -187,6 +196,50 @@ fn command() -> Command {
             "FORMAT",
             "Print FORMAT after each transfer",
         ))
+        .arg(opt(
+            "user",
+            Some('u'),
+            "USER:PASSWORD",
+            "Server credentials (DOMAIN\\user accepted); Basic unless another scheme is chosen",
+        ))
+        .arg(flag(
+            "basic",
+            None,
+            "Use Basic, sent preemptively (the default with -u)",
+        ))
+        .arg(flag(
+            "digest",
+            None,
+            "Use Digest (answers the server's challenge)",
+        ))
+        .arg(flag(
+            "ntlm",
+            None,
+            "Use NTLMv2 (handshake on one connection)",
+        ))
+        .arg(flag(
+            "anyauth",
+            None,
+            "Ask the server, then use the strongest scheme it offers",
+        ))
+        .arg(opt("oauth2-bearer", None, "TOKEN", "Send a Bearer token"))
+        .arg(flag(
+            "location-trusted",
+            None,
+            "Send credentials to the targets of redirects too (other origins)",
+        ))
+        .arg(opt(
+            "default-credentials",
+            None,
+            "FILE",
+            "Ambient credentials (user:password in a mode-0600 file) for NTLM/Digest",
+        ))
+        .arg(opt(
+            "autologon",
+            None,
+            "LEVEL",
+            "Where ambient credentials may go: low (anywhere), medium (intranet), high (nowhere)",
+        ))
 }
 
 /// Parses `args` (without the program name) into groups split at `--next`.
@@ -290,6 +343,15 @@ fn group(m: &ArgMatches) -> Result<Group, clap::Error> {
         insecure: m.get_flag("insecure"),
         user_agent: last(m, "user-agent"),
         write_out: last(m, "write-out"),
+        user: last(m, "user"),
+        basic: m.get_flag("basic"),
+        digest: m.get_flag("digest"),
+        ntlm: m.get_flag("ntlm"),
+        anyauth: m.get_flag("anyauth"),
+        bearer: last(m, "oauth2-bearer"),
+        location_trusted: m.get_flag("location-trusted"),
+        default_credentials: last(m, "default-credentials"),
+        autologon: last(m, "autologon"),
     })
 }
 

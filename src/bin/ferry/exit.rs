@@ -23,6 +23,7 @@ pub(crate) fn code_for(e: &Error) -> u8 {
         ErrorKind::Certificate => 60,                // CURLE_PEER_FAILED_VERIFICATION
         ErrorKind::BodyTooLarge => 63,               // CURLE_FILESIZE_EXCEEDED
         ErrorKind::BodyNotReplayable => 65,          // CURLE_SEND_FAIL_REWIND
+        ErrorKind::Auth => 67,                       // CURLE_LOGIN_DENIED
         ErrorKind::Redirect => 3,
         _ => 56,
     }

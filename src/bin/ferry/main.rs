@@ -44,6 +44,15 @@ fn main() -> ExitCode {
     let verbose = Arc::new(AtomicBool::new(false));
     let session = {
         let mut builder = Session::builder().redirect_policy(RedirectPolicy::Never);
+        match session_auth(&groups) {
+            Ok((policy, ambient)) => {
+                builder = builder.auth_policy(policy);
+                if let Some(a) = ambient {
+                    builder = builder.default_credentials(a);
+                }
+            }
+            Err(f) => return ExitCode::from(report(&f, false, true)),
+        }
         // Without -v or -i nobody listens: the library then skips the work events cost.
         if groups.iter().any(|g| g.verbose || g.include || g.head) {
             let v = verbose.clone();
@@ -87,6 +96,73 @@ struct Ctx {
     buf: Vec<u8>,
     stdout: Option<File>,
     tls: Result<Option<TlsSettings>, (u8, String)>,
+}
+
+/// The session-wide auth settings: the autologon level and ambient credentials (from a file
+/// that only its owner may read), taken from whichever group gives them (the last wins).
+fn session_auth(
+    groups: &[Group],
+) -> Result<(ferry::AuthPolicy, Option<ferry::Credentials>), Failure> {
+    let mut policy = ferry::AuthPolicy::default();
+    let mut ambient = None;
+    for g in groups {
+        if let Some(level) = &g.autologon {
+            policy.autologon = match level.to_ascii_lowercase().as_str() {
+                "low" => ferry::AutologonLevel::Low,
+                "medium" => ferry::AutologonLevel::Medium,
+                "high" => ferry::AutologonLevel::High,
+                other => {
+                    return Err(Failure {
+                        code: 2,
+                        message: format!("unknown --autologon level '{other}'"),
+                        hint: Some("use low, medium or high"),
+                    })
+                }
+            };
+        }
+        if let Some(path) = &g.default_credentials {
+            ambient = Some(read_default_credentials(path)?);
+        }
+    }
+    Ok((policy, ambient))
+}
+
+/// Reads `user:password` from `path`, refusing a file others can read or write: ambient
+/// credentials are a service's secret.
+fn read_default_credentials(path: &str) -> Result<ferry::Credentials, Failure> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |message: String, hint: Option<&'static str>| Failure {
+        code: 26,
+        message,
+        hint,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| {
+        fail(
+            format!("cannot read --default-credentials {path}: {e}"),
+            None,
+        )
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(fail(
+            format!("--default-credentials {path} has mode {mode:04o}; it must be 0600"),
+            Some("chmod 600 the file"),
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(
+            format!("cannot read --default-credentials {path}: {e}"),
+            None,
+        )
+    })?;
+    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if !line.contains(':') {
+        return Err(fail(
+            format!("--default-credentials {path} does not hold user:password"),
+            None,
+        ));
+    }
+    Ok(ferry::Credentials::parse_user_password(line))
 }
 
 /// The TLS settings of a group's `-k` and `--cacert`, or why the CA file cannot be used.
@@ -254,6 +330,27 @@ fn transfer(
     }
     if let Some(t) = g.connect_timeout.filter(|t| !t.is_zero()) {
         req = req.connect_timeout(t);
+    }
+    if let Some(user) = &g.user {
+        let creds = ferry::Credentials::parse_user_password(user);
+        let schemes = if g.anyauth {
+            ferry::SchemeSet::ANY
+        } else if g.basic || g.digest || g.ntlm {
+            ferry::SchemeSet {
+                basic: g.basic,
+                digest: g.digest,
+                ntlm: g.ntlm,
+            }
+        } else {
+            ferry::SchemeSet::BASIC
+        };
+        req = req.credentials(creds, schemes);
+    }
+    if let Some(token) = &g.bearer {
+        req = req.bearer_auth(token.clone());
+    }
+    if g.location_trusted {
+        req = req.location_trusted(true);
     }
     match &ctx.tls {
         Ok(Some(tls)) => req = req.tls(tls.clone()),

@@ -1,0 +1,280 @@
+//! The auth glue: which credentials may be used on a hop (and so who the hop is made as), the
+//! preemptive `Authorization`, and the answer to a 401 challenge. Mechanisms and policy are
+//! ferry-auth's; this module only applies them to a request.
+use crate::error::Error;
+use ferry_auth::policy::{self, Origin};
+use ferry_auth::{
+    basic, parse_challenges, AuthPolicy, Credentials, DigestChallenge, DigestSession, Identity,
+    IdentityBuilder, Scheme, SchemeSet, Secret,
+};
+use http::{header, HeaderMap, HeaderValue};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use url::Url;
+
+/// Authentication rounds answered per hop: a Digest nonce may go stale once, so two answers
+/// plus the first try; more means the server keeps refusing, and its 401 is returned.
+pub(crate) const MAX_AUTH_ROUNDS: u32 = 3;
+
+/// What the caller gave for one request: explicit credentials (for the origin of the request's
+/// first URL), a bearer token, and how far they may travel.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AuthRequest {
+    pub(crate) creds: Option<(Credentials, SchemeSet)>,
+    pub(crate) bearer: Option<Secret>,
+    pub(crate) location_trusted: bool,
+    pub(crate) isolation_tag: Option<String>,
+}
+
+/// What may be used on one hop, decided before checkout. The identity is a function of exactly
+/// these, so two hops with equal plans may share connections and no others do.
+#[derive(Debug, Clone)]
+pub(crate) struct HopAuth {
+    pub(crate) identity: Identity,
+    /// Credentials that may answer challenges here, and with which schemes.
+    pub(crate) creds: Option<(Credentials, SchemeSet)>,
+    /// Whether `creds` are the session's ambient credentials (never sent as Basic).
+    pub(crate) ambient: bool,
+    pub(crate) bearer: Option<Secret>,
+}
+
+/// The origin of a URL.
+pub(crate) fn origin(url: &Url) -> Origin {
+    Origin {
+        scheme: url.scheme().to_owned(),
+        host: url.host_str().unwrap_or_default().to_ascii_lowercase(),
+        port: url.port_or_known_default().unwrap_or(0),
+    }
+}
+
+/// Decides the credentials and identity of a hop to `url`, for a request whose explicit
+/// credentials were given for `given_for` (I2), with the session's ambient credentials allowed
+/// only where the autologon level says (I4).
+pub(crate) fn plan(
+    req: &AuthRequest,
+    given_for: &Origin,
+    url: &Url,
+    ambient: Option<&Credentials>,
+    policy: &AuthPolicy,
+) -> HopAuth {
+    let target = origin(url);
+    let explicit_ok = policy::may_send_credentials(given_for, &target, req.location_trusted);
+    let mut id = IdentityBuilder::new();
+    let mut creds = None;
+    let mut is_ambient = false;
+    let mut bearer = None;
+    if explicit_ok {
+        if let Some((c, schemes)) = &req.creds {
+            id.server_credentials(&scheme_list(*schemes), c);
+            creds = Some((c.clone(), *schemes));
+        }
+        if let Some(t) = &req.bearer {
+            id.bearer(t);
+            bearer = Some(t.clone());
+        }
+    }
+    if creds.is_none() && bearer.is_none() {
+        if let Some(a) = ambient {
+            let (allowed, _why) =
+                policy::ambient_allowed(policy.autologon, &target.host, false, false);
+            if allowed {
+                id.ambient(a);
+                // Ambient credentials answer only challenge-response schemes, never Basic.
+                let schemes = SchemeSet {
+                    basic: false,
+                    digest: true,
+                    ntlm: true,
+                };
+                creds = Some((a.clone(), schemes));
+                is_ambient = true;
+            }
+        }
+    }
+    if let Some(tag) = &req.isolation_tag {
+        id.isolation_tag(tag);
+    }
+    HopAuth {
+        identity: id.finish(),
+        creds,
+        ambient: is_ambient,
+        bearer,
+    }
+}
+
+fn scheme_list(s: SchemeSet) -> Vec<Scheme> {
+    [Scheme::Basic, Scheme::Digest, Scheme::Ntlm]
+        .into_iter()
+        .filter(|x| s.contains(*x))
+        .collect()
+}
+
+/// Digest conversations of a session, by origin and identity, so later requests answer the
+/// current nonce preemptively with the next nonce count.
+#[derive(Default)]
+pub(crate) struct DigestCache {
+    map: Mutex<HashMap<(Origin, Identity), DigestSession>>,
+}
+
+/// Digest conversations kept per session; beyond this the oldest is forgotten.
+const MAX_DIGEST_SESSIONS: usize = 256;
+
+impl DigestCache {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<(Origin, Identity), DigestSession>) -> T) -> T {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut map)
+    }
+}
+
+/// The request-line target Digest hashes (`uri`): path and query, as sent.
+fn digest_uri(url: &Url) -> String {
+    let mut s = url.path().to_owned();
+    if let Some(q) = url.query() {
+        s.push('?');
+        s.push_str(q);
+    }
+    s
+}
+
+/// The `Authorization` value to send before any challenge: Bearer always, Basic when it is the
+/// only scheme allowed (curl's `-u` default), Digest when a conversation with this origin and
+/// identity is under way.
+pub(crate) fn preemptive(
+    hop: &HopAuth,
+    url: &Url,
+    method: &str,
+    body: Option<&[u8]>,
+    policy: &AuthPolicy,
+    digests: &DigestCache,
+) -> Result<Option<HeaderValue>, Error> {
+    if let Some(t) = &hop.bearer {
+        return header_value(basic::bearer_authorization(t).map_err(Error::Auth)?).map(Some);
+    }
+    let Some((creds, schemes)) = &hop.creds else {
+        return Ok(None);
+    };
+    if *schemes == SchemeSet::BASIC && !hop.ambient {
+        if url.scheme() == "http" && !policy.basic_over_cleartext {
+            return Err(Error::Auth(ferry_auth::AuthError::BadChallenge(
+                "Basic over cleartext HTTP is refused by policy (basic_over_cleartext)",
+            )));
+        }
+        return header_value(basic::basic_authorization(creds).map_err(Error::Auth)?).map(Some);
+    }
+    if schemes.digest {
+        let key = (origin(url), hop.identity);
+        let answer = digests.with(|m| {
+            m.get_mut(&key)
+                .map(|d| d.respond(creds, method, &digest_uri(url), body, None))
+        });
+        if let Some(a) = answer {
+            return header_value(a.map_err(Error::Auth)?).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// How to answer a 401.
+pub(crate) enum Answer {
+    /// Send the request again with this `Authorization`.
+    Retry(HeaderValue),
+    /// Run the NTLM handshake on one connection.
+    Ntlm,
+    /// Give the 401 to the caller.
+    GiveUp,
+}
+
+/// Decides the answer to a 401 whose challenges are in `headers`. `sent` is the scheme of the
+/// `Authorization` already sent on this hop, if any: the same scheme is not tried twice, except
+/// Digest after `stale=true`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn answer(
+    hop: &HopAuth,
+    headers: &HeaderMap,
+    sent: Option<Scheme>,
+    url: &Url,
+    method: &str,
+    body: Option<&[u8]>,
+    policy: &AuthPolicy,
+    digests: &DigestCache,
+) -> Result<Answer, Error> {
+    let Some((creds, schemes)) = &hop.creds else {
+        return Ok(Answer::GiveUp);
+    };
+    let values = headers.get_all(header::WWW_AUTHENTICATE);
+    let (challenges, _malformed) = parse_challenges(values.iter().map(|v| v.as_bytes()));
+    let cleartext = url.scheme() == "http";
+    let mut allowed = *schemes;
+    if hop.ambient {
+        allowed.basic = false;
+    }
+    let Some((scheme, index)) = policy::choose(&challenges, allowed, cleartext, policy) else {
+        return Ok(Answer::GiveUp);
+    };
+    match scheme {
+        Scheme::Basic if sent == Some(Scheme::Basic) => Ok(Answer::GiveUp),
+        Scheme::Basic => {
+            let v = basic::basic_authorization(creds).map_err(Error::Auth)?;
+            Ok(Answer::Retry(header_value(v)?))
+        }
+        Scheme::Digest => {
+            let Ok(challenge) = DigestChallenge::from_challenge(&challenges[index]) else {
+                return Ok(Answer::GiveUp);
+            };
+            if sent == Some(Scheme::Digest) && !challenge.stale {
+                // The server refused our answer to a fresh nonce: wrong credentials.
+                return Ok(Answer::GiveUp);
+            }
+            let key = (origin(url), hop.identity);
+            let uri = digest_uri(url);
+            let v = digests.with(|m| {
+                if m.len() >= MAX_DIGEST_SESSIONS && !m.contains_key(&key) {
+                    m.clear();
+                }
+                let d = m
+                    .entry(key)
+                    .and_modify(|d| d.renew(challenge.clone()))
+                    .or_insert_with(|| DigestSession::new(challenge.clone()));
+                d.respond(creds, method, &uri, body, None)
+            });
+            Ok(Answer::Retry(header_value(v.map_err(Error::Auth)?)?))
+        }
+        Scheme::Ntlm if sent == Some(Scheme::Ntlm) => Ok(Answer::GiveUp),
+        Scheme::Ntlm => Ok(Answer::Ntlm),
+        Scheme::Bearer => Ok(Answer::GiveUp),
+    }
+}
+
+/// The scheme of an `Authorization` value we produced.
+pub(crate) fn scheme_of(v: &HeaderValue) -> Option<Scheme> {
+    let b = v.as_bytes();
+    let word = b.split(|c| *c == b' ').next()?;
+    [
+        ("basic", Scheme::Basic),
+        ("digest", Scheme::Digest),
+        ("ntlm", Scheme::Ntlm),
+        ("bearer", Scheme::Bearer),
+    ]
+    .into_iter()
+    .find(|(n, _)| word.eq_ignore_ascii_case(n.as_bytes()))
+    .map(|(_, s)| s)
+}
+
+/// The NTLM token68 in a 401's `WWW-Authenticate` fields, if the server sent a type-2.
+pub(crate) fn ntlm_token(headers: &HeaderMap) -> Option<String> {
+    let values = headers.get_all(header::WWW_AUTHENTICATE);
+    let (challenges, _) = parse_challenges(values.iter().map(|v| v.as_bytes()));
+    challenges
+        .into_iter()
+        .find(|c| c.is("ntlm"))
+        .and_then(|c| c.token68)
+}
+
+pub(crate) fn header_value(s: String) -> Result<HeaderValue, Error> {
+    let mut v = HeaderValue::from_str(&s).map_err(|_| {
+        Error::Http(ferry_http::Error::Local(
+            ferry_http::proto::Misuse::BadHeaderValue,
+        ))
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
