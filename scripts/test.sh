@@ -3,7 +3,8 @@
 # need when it is missing, then runs the checks in the order CI runs them. Extra arguments go to
 # `cargo test` (e.g. `./scripts/test.sh --test harness_selftest`).
 #
-# It never starts a server: each test starts (and stops) its own nginx on loopback ports.
+# It never starts a server: each test starts (and stops) its own nginx, Apache httpd or Python
+# test server on loopback ports.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,7 +15,9 @@ banner() {
 
 # --- System packages -------------------------------------------------------------------------
 # nginx with Debian's echo module (tests/support/nginx.rs loads it), openssl for the test PKI,
-# curl for the harness self-tests.
+# curl for the harness self-tests, apache2 for Digest authentication (mod_auth_digest; the tests
+# run /usr/sbin/apache2 with their own config, never the service), python3 and pip for the NTLM
+# test server (tests/servers/ntlm_server.py, on the pyspnego package installed below).
 missing=()
 if [[ ! -x /usr/sbin/nginx ]] && ! command -v nginx >/dev/null 2>&1; then
     missing+=(nginx)
@@ -24,6 +27,14 @@ if [[ ! -f /usr/lib/nginx/modules/ngx_http_echo_module.so ]]; then
 fi
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [[ ! -x /usr/sbin/apache2 || ! -f /usr/lib/apache2/modules/mod_auth_digest.so ]]; then
+    missing+=(apache2)
+fi
+if ! command -v python3 >/dev/null 2>&1; then
+    missing+=(python3 python3-pip)
+elif ! python3 -m pip --version >/dev/null 2>&1 && ! python3 -c 'import spnego' >/dev/null 2>&1; then
+    missing+=(python3-pip)
+fi
 
 if ((${#missing[@]} > 0)); then
     banner "Installing ${missing[*]}"
@@ -31,7 +42,8 @@ if ((${#missing[@]} > 0)); then
     if [[ "$(id -u)" -ne 0 ]]; then
         sudo=(sudo)
     fi
-    # Keep the package's own nginx service from starting on port 80: the tests start their own.
+    # Keep the packages' own nginx and apache2 services from starting on port 80: the tests start
+    # their own.
     # invoke-rc.d (and deb-systemd-invoke) honour policy-rc.d; add one only for this install.
     policy_added=0
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
@@ -54,12 +66,42 @@ if ((${#missing[@]} > 0)); then
     fi
 fi
 
+# --- Python packages -------------------------------------------------------------------------
+# pyspnego: the NTLM implementation of tests/servers/ntlm_server.py. Debian has no package for
+# it, so pip: first as is (root, pyenv, a virtualenv); then, for a non-root user, with --user;
+# then, for a Debian-managed python3 ("externally-managed-environment"), with
+# --break-system-packages.
+pip_install_pyspnego() {
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
+        "$@" pyspnego
+}
+if ! python3 -c 'import spnego' >/dev/null 2>&1; then
+    banner "Installing pyspnego (pip)"
+    user_args=()
+    if [[ "$(id -u)" -ne 0 ]]; then
+        user_args=(--user)
+    fi
+    if ! pip_install_pyspnego; then
+        if ((${#user_args[@]} == 0)) || ! pip_install_pyspnego "${user_args[@]}"; then
+            echo "pip refused; retrying with --break-system-packages" >&2
+            pip_install_pyspnego "${user_args[@]}" --break-system-packages
+        fi
+    fi
+    if ! python3 -c 'import spnego' >/dev/null 2>&1; then
+        echo "error: pyspnego installed but python3 cannot import spnego" >&2
+        exit 1
+    fi
+fi
+
 banner "Tool versions"
 cargo --version
 rustc --version
 { /usr/sbin/nginx -v 2>&1 || nginx -v 2>&1; } | head -n 1
 openssl version
 curl --version | head -n 1
+/usr/sbin/apache2 -v | sed -n 1p
+python3 --version
+python3 -c 'import importlib.metadata as m; print("pyspnego", m.version("pyspnego"))'
 
 banner "cargo fmt --all -- --check"
 cargo fmt --all -- --check

@@ -328,7 +328,7 @@ fn nginx_start_failure_is_loud_and_shows_the_error_log() {
 #[test]
 fn log_line_parsing_undoes_json_escapes() {
     let line = "7\t2\tGET\t/a?b=c\t200\t5\tBasic x\\\"y\\\\z\t\t\tt\\u0001\tTLSv1.3\tua\\tx\t\
-                localhost:1\tbytes=0-1\t\"e\"\tHTTP/1.1\t443\t99\t\t";
+                localhost:1\tbytes=0-1\t\"e\"\tHTTP/1.1\t443\t99\t\t\tal\\\"ice";
     let l = LogLine::parse(line).unwrap();
     assert_eq!(
         (l.connection, l.connection_requests, l.status, l.bytes),
@@ -339,6 +339,7 @@ fn log_line_parsing_undoes_json_escapes() {
     assert_eq!(l.x_test, "t\u{1}");
     assert_eq!(l.user_agent, "ua\tx");
     assert_eq!(l.server_port, 443);
+    assert_eq!(l.remote_user, "al\"ice");
     assert!(LogLine::parse("1\t2\t3").is_err());
 }
 

@@ -10,6 +10,11 @@
 //! - [`ScriptServer`]: a std `TcpListener` whose connections each follow a script of
 //!   `expect` / `send` / `sleep` / `close` / `reset` steps (hyper `tests/client.rs` style), for
 //!   faults that a real server will not produce.
+//! - [`NtlmServer`]: an NTLM-protected keep-alive HTTP/1.1 server (`tests/servers/ntlm_server.py`,
+//!   NTLM by the pyspnego package) with a per-request log of connection, user and message type.
+//! - [`Apache`]: a private Apache httpd with `mod_auth_digest` (Digest, MD5) and an access log of
+//!   client port, keep-alive count, user and status.
+//! - [`NginxOptions::basic_auth`]: Basic-authentication locations on [`Nginx`].
 //! - [`pattern`]: deterministic, position-addressable file contents for large-file and range
 //!   tests, and FNV-1a for cheap comparisons.
 //!
@@ -21,13 +26,17 @@
 // module is private to each test crate.
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
+pub mod apache;
 pub mod nginx;
+pub mod ntlm;
 pub mod pattern;
 pub mod pki;
 pub mod script;
 pub mod tempdir;
 
-pub use nginx::{LogLine, Nginx, NginxOptions};
+pub use apache::{Apache, ApacheLogLine, ApacheOptions};
+pub use nginx::{BasicAuthLocation, LogLine, Nginx, NginxOptions};
+pub use ntlm::{NtlmLogLine, NtlmServer};
 pub use pattern::{fnv1a64, large_file_bytes, large_file_fnv1a64};
 pub use pki::{pki, Pki};
 pub use script::{ScriptServer, Step};

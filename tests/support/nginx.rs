@@ -22,6 +22,10 @@
 //! - redirects from [`NginxOptions::redirect`], files from [`NginxOptions::file`] and
 //!   [`NginxOptions::large_file`] (static files have ETag, Last-Modified and byte ranges).
 //!
+//! - Basic-auth locations from [`NginxOptions::basic_auth`]: `PREFIX` needs one of the accounts
+//!   (files under `root/PREFIX` are served after authentication), and `PREFIXecho` answers 200
+//!   with the authenticated user name as its whole body.
+//!
 //! The echo locations need Debian's `libnginx-mod-http-echo` (installed by `scripts/test.sh`).
 
 use super::pattern::write_large_file;
@@ -73,6 +77,7 @@ const LOG_FIELDS: &[&str] = &[
     "$request_length",
     "$http_content_length",
     "$http_transfer_encoding",
+    "$remote_user",
 ];
 
 /// What to serve. Build with the methods; the fields are public for struct-update syntax.
@@ -92,6 +97,19 @@ pub struct NginxOptions {
     pub extra_server_conf: String,
     /// Directives added to the `http` block.
     pub extra_http_conf: String,
+    /// Locations protected by Basic authentication; see [`NginxOptions::basic_auth`].
+    pub basic_auth: Vec<BasicAuthLocation>,
+}
+
+/// A location protected by nginx's `auth_basic` (see [`NginxOptions::basic_auth`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BasicAuthLocation {
+    /// Location prefix, starting and ending with `/` (e.g. `/basic/`).
+    pub prefix: String,
+    /// `auth_basic` realm.
+    pub realm: String,
+    /// Accounts: (user, password). Stored in an htpasswd file as `$apr1$` hashes.
+    pub users: Vec<(String, String)>,
 }
 
 impl NginxOptions {
@@ -133,6 +151,28 @@ impl NginxOptions {
     pub fn http_conf(mut self, conf: &str) -> NginxOptions {
         self.extra_http_conf.push_str(conf);
         self.extra_http_conf.push('\n');
+        self
+    }
+
+    /// Protects `location PREFIX` (e.g. `"/basic/"`; slashes are added when missing) with
+    /// `auth_basic "realm"` and an htpasswd file holding `users` (user, password), hashed with
+    /// `openssl passwd -apr1`. Files under `root/PREFIX` (add them with [`NginxOptions::file`])
+    /// are served after authentication, and `PREFIXecho` (e.g. `/basic/echo`) answers 200 with
+    /// `$remote_user` as its whole body. Without valid credentials nginx answers 401 with
+    /// `WWW-Authenticate: Basic realm="realm"`.
+    pub fn basic_auth(mut self, prefix: &str, realm: &str, users: &[(&str, &str)]) -> NginxOptions {
+        let mut prefix = format!("/{}", prefix.trim_matches('/'));
+        if prefix != "/" {
+            prefix.push('/');
+        }
+        self.basic_auth.push(BasicAuthLocation {
+            prefix,
+            realm: realm.to_owned(),
+            users: users
+                .iter()
+                .map(|(u, p)| ((*u).to_owned(), (*p).to_owned()))
+                .collect(),
+        });
         self
     }
 }
@@ -181,6 +221,9 @@ pub struct LogLine {
     pub content_length: String,
     /// `Transfer-Encoding` request header.
     pub transfer_encoding: String,
+    /// nginx's `$remote_user`: the user name of a `Basic` `Authorization` header, empty when
+    /// there is none. It is the name the client sent, whether or not the password was right.
+    pub remote_user: String,
 }
 
 /// Undoes nginx's `escape=json` (`\"`, `\\`, `\n`, `\r`, `\t`, `\b`, `\f`, `\u00XX`).
@@ -253,6 +296,7 @@ impl LogLine {
             request_length: num(&f, 17, line)?,
             content_length: f[18].clone(),
             transfer_encoding: f[19].clone(),
+            remote_user: f[20].clone(),
         })
     }
 }
@@ -278,7 +322,8 @@ pub fn nginx_binary() -> PathBuf {
     })
 }
 
-fn running_as_root() -> bool {
+/// Whether this process runs as root (uid 0).
+pub fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
@@ -352,6 +397,20 @@ fn server_block(
          \x20       location = /chunked { default_type text/plain; echo \"chunk one\"; echo_flush; echo \"chunk two\"; }\n\
          \x20       location = /slow { default_type text/plain; echo \"start\"; echo_flush; echo_sleep 2; echo \"end\"; }\n",
     );
+    for (i, basic) in opts.basic_auth.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "        location {} {{\n\
+             \x20           auth_basic {};\n\
+             \x20           auth_basic_user_file {};\n\
+             \x20           location = {}echo {{ default_type text/plain; echo -n $remote_user; }}\n\
+             \x20       }}",
+            basic.prefix,
+            quote(&basic.realm),
+            quote(&subst(&format!("@DIR@/{}", htpasswd_name(i)))),
+            basic.prefix
+        );
+    }
     for (from, status, to) in &opts.redirects {
         let _ = writeln!(
             s,
@@ -365,6 +424,64 @@ fn server_block(
     }
     s.push_str("    }\n");
     s
+}
+
+/// The htpasswd file of the `i`-th [`BasicAuthLocation`], in the instance's directory.
+fn htpasswd_name(i: usize) -> String {
+    format!("htpasswd-{i}")
+}
+
+/// An htpasswd `$apr1$` hash of `password`, made by `openssl passwd -apr1` (read from stdin, so
+/// any password works).
+pub fn apr1_hash(password: &str) -> String {
+    use std::io::Write as _;
+    let mut child = match Command::new("openssl")
+        .args(["passwd", "-apr1", "-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("`openssl` not found: {INSTALL_HINT}")
+        }
+        Err(e) => panic!("could not run openssl: {e}"),
+    };
+    assert!(
+        !password.contains(['\n', '\r']),
+        "a Basic test password cannot hold a line break"
+    );
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write to openssl");
+    let out = child.wait_with_output().expect("wait for openssl");
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.status.success() && hash.starts_with("$apr1$"),
+        "openssl passwd -apr1 failed ({}): {hash:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    hash
+}
+
+fn write_htpasswd_files(opts: &NginxOptions, dir: &Path) {
+    for (i, basic) in opts.basic_auth.iter().enumerate() {
+        let mut file = String::new();
+        for (user, password) in &basic.users {
+            assert!(
+                !user.contains([':', '\n', '\r']),
+                "Basic test user {user:?} holds ':' or a line break"
+            );
+            let _ = writeln!(file, "{user}:{}", apr1_hash(password));
+        }
+        let path = dir.join(htpasswd_name(i));
+        std::fs::write(&path, file).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
 }
 
 fn config(
@@ -435,13 +552,15 @@ fn config(
     c
 }
 
-fn read_lossy(path: &Path) -> String {
+/// A file's contents as text (lossy), or empty when it cannot be read.
+pub fn read_lossy(path: &Path) -> String {
     std::fs::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
 }
 
-fn can_connect(addr: SocketAddr) -> bool {
+/// Whether a TCP connection to `addr` succeeds within 200 ms.
+pub fn can_connect(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
@@ -480,6 +599,7 @@ impl Nginx {
             write_large_file(&path, rel, *size)
                 .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         }
+        write_htpasswd_files(&opts, dir.path());
         let ipv6 = super::ipv6_loopback_available();
         for attempt in 1..=PORT_ATTEMPTS {
             let ports = pick_ports(ipv6);
@@ -710,8 +830,9 @@ fn signal(pid: u32, sig: &str) {
 }
 
 /// Stops nginx's master: SIGTERM (fast shutdown, which also ends the worker), bounded wait, then
-/// SIGKILL for the master and any worker left.
-fn stop_child(child: &mut Child) {
+/// SIGKILL for the master and any worker left. Also used for Apache (whose parent ends its
+/// children on SIGTERM) and the Python test servers.
+pub fn stop_child(child: &mut Child) {
     if let Ok(Some(_)) = child.try_wait() {
         return;
     }
