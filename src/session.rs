@@ -446,10 +446,16 @@ impl Session {
         let mut connects = 0u32;
         let auth_req = options.auth.as_ref().unwrap_or(&sh.default_auth);
         let given_for = auth::origin(&url);
+        // Set once a hop leaves the origin the explicit credentials were given for: the request's
+        // auth without them, for the rest of the request, even if a later hop returns there (I2;
+        // as with the headers in `redirect::strip_cross_origin`). Ambient credentials still go
+        // where the autologon policy allows.
+        let mut left_origin: Option<AuthRequest> = None;
         loop {
             check_url(&url)?;
+            let hop_req = left_origin.as_ref().unwrap_or(auth_req);
             let hop_auth = auth::plan(
-                auth_req,
+                hop_req,
                 &given_for,
                 &url,
                 sh.ambient.as_ref(),
@@ -469,6 +475,8 @@ impl Session {
                 &sh.digests,
             )?;
             let mut rounds = 0u32;
+            // The scheme already tried on this hop with no success, if any.
+            let mut tried_ntlm = false;
             let mut resp = loop {
                 let hop = Hop {
                     method: &method,
@@ -480,14 +488,39 @@ impl Session {
                     identity: hop_auth.identity,
                     authorization: authorization.as_ref(),
                 };
-                let resp = self.exchange(&hop, &mut body, tls_id, &tls_config, &mut connects)?;
+                // With NTLM as the only scheme the handshake starts at once (as curl does),
+                // saving the round trip that would only fetch the challenge.
+                let ntlm_first = rounds == 0
+                    && authorization.is_none()
+                    && !headers.contains_key(header::AUTHORIZATION)
+                    && body.is_replayable()
+                    && matches!(&hop_auth.creds, Some((_, s)) if *s == SchemeSet::NTLM);
+                let resp = match &hop_auth.creds {
+                    Some((creds, _)) if ntlm_first => {
+                        rounds += 1;
+                        tried_ntlm = true;
+                        self.ntlm_exchange(
+                            &hop,
+                            creds,
+                            &mut body,
+                            tls_id,
+                            &tls_config,
+                            &mut connects,
+                        )?
+                    }
+                    _ => self.exchange(&hop, &mut body, tls_id, &tls_config, &mut connects)?,
+                };
                 if resp.status() != http::StatusCode::UNAUTHORIZED
                     || rounds >= auth::MAX_AUTH_ROUNDS
                     || headers.contains_key(header::AUTHORIZATION)
                 {
                     break resp;
                 }
-                let sent = authorization.as_ref().and_then(auth::scheme_of);
+                let sent = match &authorization {
+                    Some(a) => auth::scheme_of(a),
+                    None if tried_ntlm => Some(ferry_auth::Scheme::Ntlm),
+                    None => None,
+                };
                 let body_bytes = match &body {
                     Body::Bytes(b) => Some(b.as_slice()),
                     Body::Empty => Some(&[][..]),
@@ -579,6 +612,16 @@ impl Session {
             }
             if !redirect::same_origin(&url, &next) {
                 redirect::strip_cross_origin(&mut headers);
+            }
+            if left_origin.is_none()
+                && !auth_req.location_trusted
+                && auth::origin(&next) != given_for
+            {
+                left_origin = Some(AuthRequest {
+                    creds: None,
+                    bearer: None,
+                    ..auth_req.clone()
+                });
             }
             sh.emit(&Event::Redirect { to: &next });
             // Dropping the 3xx drains its (small) body so the connection can serve the next hop.
@@ -724,6 +767,19 @@ impl Session {
             reused: lease.is_reused(),
             response_bytes_seen: false,
         };
+        if lease.conn().is_some_and(|c| c.bound.is_some()) {
+            // Already authenticated as this identity (checkout checked the binding): the
+            // connection itself carries the authentication, as NTLM servers expect.
+            return match self.exchange_on(&mut lease, hop, body, &mut attempt) {
+                Ok((head, decoder, close)) => {
+                    Ok(self.response(lease, head, decoder, close, hop.url))
+                }
+                Err(e) => {
+                    self.close_on_error(lease);
+                    Err(e)
+                }
+            };
+        }
         let result = (|| {
             let (type1, expect) = ferry_auth::ntlm::start(creds);
             let type1 = auth::header_value(type1)?;
