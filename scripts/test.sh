@@ -17,7 +17,9 @@ banner() {
 # nginx with Debian's echo module (tests/support/nginx.rs loads it), openssl for the test PKI,
 # curl for the harness self-tests, apache2 for Digest authentication (mod_auth_digest; the tests
 # run /usr/sbin/apache2 with their own config, never the service), python3 and pip for the NTLM
-# test server (tests/servers/ntlm_server.py, on the pyspnego package installed below).
+# test server (tests/servers/ntlm_server.py, on the pyspnego package installed below), squid for
+# the proxy tests (tests/support/squid.rs runs /usr/sbin/squid in the foreground with its own
+# config and its helpers basic_ncsa_auth and ntlm_fake_auth, never the service).
 missing=()
 if [[ ! -x /usr/sbin/nginx ]] && ! command -v nginx >/dev/null 2>&1; then
     missing+=(nginx)
@@ -29,6 +31,9 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [[ ! -x /usr/sbin/apache2 || ! -f /usr/lib/apache2/modules/mod_auth_digest.so ]]; then
     missing+=(apache2)
+fi
+if [[ ! -x /usr/sbin/squid || ! -x /usr/lib/squid/basic_ncsa_auth ]]; then
+    missing+=(squid)
 fi
 if ! command -v python3 >/dev/null 2>&1; then
     missing+=(python3 python3-pip)
@@ -42,8 +47,8 @@ if ((${#missing[@]} > 0)); then
     if [[ "$(id -u)" -ne 0 ]]; then
         sudo=(sudo)
     fi
-    # Keep the packages' own nginx and apache2 services from starting on port 80: the tests start
-    # their own.
+    # Keep the packages' own nginx, apache2 and squid services from starting (on ports 80 and
+    # 3128): the tests start their own.
     # invoke-rc.d (and deb-systemd-invoke) honour policy-rc.d; add one only for this install.
     policy_added=0
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
@@ -100,6 +105,7 @@ rustc --version
 openssl version
 curl --version | head -n 1
 /usr/sbin/apache2 -v | sed -n 1p
+/usr/sbin/squid -v | sed -n 1p
 python3 --version
 python3 -c 'import importlib.metadata as m; print("pyspnego", m.version("pyspnego"))'
 

@@ -36,6 +36,18 @@ pub(crate) struct HopAuth {
     /// Whether `creds` are the session's ambient credentials (never sent as Basic).
     pub(crate) ambient: bool,
     pub(crate) bearer: Option<Secret>,
+    /// Credentials for the proxy on this route, and with which schemes (I3: sent only to it).
+    pub(crate) proxy_creds: Option<(Credentials, SchemeSet)>,
+    /// Whether `proxy_creds` are the ambient credentials.
+    pub(crate) proxy_ambient: bool,
+}
+
+/// The proxy of a hop and the credentials given for it.
+pub(crate) struct ProxyHop<'a> {
+    /// The proxy's host, for the autologon decision.
+    pub(crate) host: &'a str,
+    /// Explicit proxy credentials (`--proxy-user`, or the proxy URL's userinfo).
+    pub(crate) creds: Option<&'a (Credentials, SchemeSet)>,
 }
 
 /// The origin of a URL.
@@ -56,6 +68,7 @@ pub(crate) fn plan(
     url: &Url,
     ambient: Option<&Credentials>,
     policy: &AuthPolicy,
+    proxy: Option<&ProxyHop<'_>>,
 ) -> HopAuth {
     let target = origin(url);
     let explicit_ok = policy::may_send_credentials(given_for, &target, req.location_trusted);
@@ -90,6 +103,27 @@ pub(crate) fn plan(
             }
         }
     }
+    let mut proxy_creds = None;
+    let mut proxy_ambient = false;
+    if let Some(p) = proxy {
+        if let Some((c, schemes)) = p.creds {
+            id.proxy_credentials(c);
+            proxy_creds = Some((c.clone(), *schemes));
+        } else if let Some(a) = ambient {
+            // I4: ambient credentials reach a proxy only as the autologon level allows (HIGH:
+            // never), and only for challenge-response schemes.
+            if policy::ambient_allowed(policy.autologon, p.host, false, true).0 {
+                id.proxy_credentials(a);
+                let schemes = SchemeSet {
+                    basic: false,
+                    digest: true,
+                    ntlm: true,
+                };
+                proxy_creds = Some((a.clone(), schemes));
+                proxy_ambient = true;
+            }
+        }
+    }
     if let Some(tag) = &req.isolation_tag {
         id.isolation_tag(tag);
     }
@@ -98,6 +132,8 @@ pub(crate) fn plan(
         creds,
         ambient: is_ambient,
         bearer,
+        proxy_creds,
+        proxy_ambient,
     }
 }
 
@@ -126,7 +162,7 @@ impl DigestCache {
 }
 
 /// The request-line target Digest hashes (`uri`): path and query, as sent.
-fn digest_uri(url: &Url) -> String {
+pub(crate) fn digest_uri(url: &Url) -> String {
     let mut s = url.path().to_owned();
     if let Some(q) = url.query() {
         s.push('?');
@@ -197,16 +233,69 @@ pub(crate) fn answer(
     policy: &AuthPolicy,
     digests: &DigestCache,
 ) -> Result<Answer, Error> {
-    let Some((creds, schemes)) = &hop.creds else {
+    let Some(creds) = &hop.creds else {
         return Ok(Answer::GiveUp);
     };
-    let values = headers.get_all(header::WWW_AUTHENTICATE);
+    let target = Challenged {
+        creds,
+        ambient: hop.ambient,
+        identity: hop.identity,
+        challenges: header::WWW_AUTHENTICATE,
+        origin: origin(url),
+        cleartext: url.scheme() == "http",
+        basic_over_cleartext: policy.basic_over_cleartext,
+    };
+    answer_challenge(
+        &target,
+        headers,
+        sent,
+        &digest_uri(url),
+        method,
+        body,
+        policy,
+        digests,
+    )
+}
+
+/// Who is being challenged: the origin (401) or the proxy (407).
+pub(crate) struct Challenged<'a> {
+    pub(crate) creds: &'a (Credentials, SchemeSet),
+    pub(crate) ambient: bool,
+    pub(crate) identity: Identity,
+    /// `WWW-Authenticate` or `Proxy-Authenticate`.
+    pub(crate) challenges: header::HeaderName,
+    /// Whose Digest conversation this is (the origin's, or the proxy's address).
+    pub(crate) origin: Origin,
+    /// Whether the connection to the challenger is cleartext.
+    pub(crate) cleartext: bool,
+    /// Whether Basic may cross that cleartext connection.
+    pub(crate) basic_over_cleartext: bool,
+}
+
+/// The answer to a challenge from `target`; `uri` is the request target Digest hashes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn answer_challenge(
+    target: &Challenged<'_>,
+    headers: &HeaderMap,
+    sent: Option<Scheme>,
+    uri: &str,
+    method: &str,
+    body: Option<&[u8]>,
+    policy: &AuthPolicy,
+    digests: &DigestCache,
+) -> Result<Answer, Error> {
+    let (creds, schemes) = target.creds;
+    let values = headers.get_all(&target.challenges);
     let (challenges, _malformed) = parse_challenges(values.iter().map(|v| v.as_bytes()));
-    let cleartext = url.scheme() == "http";
+    let cleartext = target.cleartext;
     let mut allowed = *schemes;
-    if hop.ambient {
+    if target.ambient {
         allowed.basic = false;
     }
+    let policy = &AuthPolicy {
+        basic_over_cleartext: target.basic_over_cleartext,
+        ..*policy
+    };
     let Some((scheme, index)) = policy::choose(&challenges, allowed, cleartext, policy) else {
         return Ok(Answer::GiveUp);
     };
@@ -224,8 +313,7 @@ pub(crate) fn answer(
                 // The server refused our answer to a fresh nonce: wrong credentials.
                 return Ok(Answer::GiveUp);
             }
-            let key = (origin(url), hop.identity);
-            let uri = digest_uri(url);
+            let key = (target.origin.clone(), target.identity);
             let v = digests.with(|m| {
                 if m.len() >= MAX_DIGEST_SESSIONS && !m.contains_key(&key) {
                     m.clear();
@@ -234,7 +322,7 @@ pub(crate) fn answer(
                     .entry(key)
                     .and_modify(|d| d.renew(challenge.clone()))
                     .or_insert_with(|| DigestSession::new(challenge.clone()));
-                d.respond(creds, method, &uri, body, None)
+                d.respond(creds, method, uri, body, None)
             });
             Ok(Answer::Retry(header_value(v.map_err(Error::Auth)?)?))
         }
@@ -259,14 +347,41 @@ pub(crate) fn scheme_of(v: &HeaderValue) -> Option<Scheme> {
     .map(|(_, s)| s)
 }
 
-/// The NTLM token68 in a 401's `WWW-Authenticate` fields, if the server sent a type-2.
-pub(crate) fn ntlm_token(headers: &HeaderMap) -> Option<String> {
-    let values = headers.get_all(header::WWW_AUTHENTICATE);
-    let (challenges, _) = parse_challenges(values.iter().map(|v| v.as_bytes()));
-    challenges
+/// The NTLM token68 in a 401's `WWW-Authenticate` (or a 407's `Proxy-Authenticate`) fields, if
+/// the server sent a type-2. A bare `NTLM` (the server declining) is `Ok(None)`; an NTLM
+/// challenge that cannot be read (not token68, or fields over `max_challenge_bytes`) is a broken
+/// or hostile type-2, an `Auth` error like any other bad type-2.
+pub(crate) fn ntlm_token(
+    headers: &HeaderMap,
+    challenges: &header::HeaderName,
+) -> Result<Option<String>, Error> {
+    let values = headers.get_all(challenges);
+    let (parsed, malformed) = parse_challenges(values.iter().map(|v| v.as_bytes()));
+    if let Some(t) = parsed
         .into_iter()
         .find(|c| c.is("ntlm"))
         .and_then(|c| c.token68)
+    {
+        return Ok(Some(t));
+    }
+    if malformed.iter().any(|m| m.reason == "too large") {
+        return Err(Error::Auth(ferry_auth::AuthError::Limit {
+            name: "max_challenge_bytes",
+            max: ferry_auth::challenge::MAX_CHALLENGE_BYTES as u64,
+        }));
+    }
+    let unreadable = values.iter().any(|v| {
+        let v = v.as_bytes().trim_ascii();
+        v.len() > 5
+            && v[..5].eq_ignore_ascii_case(b"ntlm ")
+            && !v[5..].trim_ascii().starts_with(b",")
+    });
+    if unreadable {
+        return Err(Error::Auth(ferry_auth::AuthError::NtlmMalformed(
+            "type-2 message is not token68",
+        )));
+    }
+    Ok(None)
 }
 
 pub(crate) fn header_value(s: String) -> Result<HeaderValue, Error> {

@@ -10,6 +10,10 @@ use std::fmt;
 pub enum ErrorKind {
     /// Authentication could not proceed (hostile or unusable challenge, refused by policy).
     Auth,
+    /// The proxy refused the tunnel (a non-2xx reply to CONNECT, including a final 407).
+    Proxy,
+    /// The proxy configuration is unusable.
+    ProxyConfig,
     /// The request body could not be read, or ended before its declared length.
     BodyRead,
     /// A response body exceeded the caller's size cap.
@@ -54,6 +58,14 @@ pub enum ErrorKind {
 pub enum Error {
     /// Authentication failed locally (the server's 401 is returned as a response instead).
     Auth(ferry_auth::AuthError),
+    /// The proxy answered CONNECT with this status (not 2xx); its body was not read as the
+    /// origin's.
+    Proxy {
+        /// The proxy's status.
+        status: u16,
+    },
+    /// The proxy configuration is unusable.
+    ProxyConfig(ferry_proxy::ProxyError),
     /// The HTTP/1.1 codec refused the peer's bytes or the caller's input.
     Http(ferry_http::Error),
     /// The transport failed.
@@ -115,6 +127,8 @@ impl Error {
             },
             Error::Pool(_) => ErrorKind::PoolExhausted,
             Error::Auth(_) => ErrorKind::Auth,
+            Error::Proxy { .. } => ErrorKind::Proxy,
+            Error::ProxyConfig(_) => ErrorKind::ProxyConfig,
             Error::Url(_) => ErrorKind::InvalidUrl,
             Error::BodyRead(_) => ErrorKind::BodyRead,
             Error::BodyTooLarge { .. } => ErrorKind::BodyTooLarge,
@@ -178,6 +192,8 @@ impl fmt::Display for Error {
             Error::Transport(e) => e.fmt(f),
             Error::Pool(e) => e.fmt(f),
             Error::Auth(e) => e.fmt(f),
+            Error::Proxy { status } => write!(f, "the proxy answered CONNECT with {status}"),
+            Error::ProxyConfig(e) => e.fmt(f),
             Error::Url(why) => write!(f, "bad URL: {why}"),
             Error::BodyRead(e) => write!(f, "reading the request body failed: {e}"),
             Error::BodyTooLarge { limit } => {

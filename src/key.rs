@@ -11,13 +11,52 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use url::Url;
 
-/// How the connection reaches the origin.
+/// How a pooled connection reaches the origin: the route's kind and the proxy's address.
+/// Proxy credentials are not here but in the [`Identity`], like every other credential.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
 pub enum Route {
     /// Straight to the origin.
     #[default]
     Direct,
+    /// Requests in absolute form to an HTTP proxy.
+    Forward {
+        /// Whether the connection to the proxy is TLS.
+        tls: bool,
+        /// The proxy host.
+        host: String,
+        /// The proxy port.
+        port: u16,
+    },
+    /// A CONNECT tunnel through a proxy.
+    Tunnel {
+        /// Whether the connection to the proxy is TLS.
+        tls: bool,
+        /// The proxy host.
+        host: String,
+        /// The proxy port.
+        port: u16,
+    },
+}
+
+impl Route {
+    /// The pool-key form of a proxy route.
+    pub fn from_proxy(route: &ferry_proxy::Route) -> Route {
+        use ferry_proxy::{ProxyScheme, Route as R};
+        let part = |p: &ferry_proxy::ProxyEndpoint| {
+            (p.scheme == ProxyScheme::Https, p.host.clone(), p.port)
+        };
+        match route {
+            R::Direct => Route::Direct,
+            R::Forward(p) => {
+                let (tls, host, port) = part(p);
+                Route::Forward { tls, host, port }
+            }
+            R::Tunnel(p) => {
+                let (tls, host, port) = part(p);
+                Route::Tunnel { tls, host, port }
+            }
+        }
+    }
 }
 
 /// The exact key under which a connection is pooled.

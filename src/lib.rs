@@ -25,6 +25,7 @@ mod redirect;
 mod request;
 mod response;
 mod session;
+mod tunnel;
 
 pub use body::Body;
 pub use error::{Error, ErrorKind};
@@ -32,6 +33,7 @@ pub use event::{Event, EventHandler};
 pub use ferry_auth::{
     AuthPolicy, AutologonLevel, Credentials, Identity, Scheme as AuthScheme, SchemeSet, Secret,
 };
+pub use ferry_proxy::{ProxyConfig, ProxyPolicy};
 pub use key::{PoolKey, Route};
 pub use redirect::{RedirectPolicy, MAX_REDIRECTS};
 pub use request::RequestBuilder;

@@ -37,6 +37,12 @@ pub(crate) struct RequestOptions {
     pub(crate) suppressed: Vec<HeaderName>,
     /// This request's credentials, replacing the session's.
     pub(crate) auth: Option<AuthRequest>,
+    /// This request's proxy configuration, replacing the session's.
+    pub(crate) proxy: Option<ferry_proxy::ProxyConfig>,
+    /// This request's proxy credentials (`Some(None)`: none, whatever the session has).
+    pub(crate) proxy_auth: Option<Option<(Credentials, SchemeSet)>>,
+    /// Tunnel `http://` URLs too.
+    pub(crate) force_tunnel: Option<bool>,
 }
 
 impl RequestBuilder {
@@ -96,6 +102,24 @@ impl RequestBuilder {
     /// connection.
     pub fn isolation_tag(mut self, tag: impl Into<String>) -> Self {
         self.auth_mut().isolation_tag = Some(tag.into());
+        self
+    }
+
+    /// The proxy configuration for this request, replacing the session's.
+    pub fn proxy(mut self, config: ferry_proxy::ProxyConfig) -> Self {
+        self.options.proxy = Some(config);
+        self
+    }
+
+    /// Proxy credentials for this request (replacing the session's).
+    pub fn proxy_credentials(mut self, creds: Credentials, schemes: SchemeSet) -> Self {
+        self.options.proxy_auth = Some(Some((creds, schemes)));
+        self
+    }
+
+    /// Tunnel this request through the proxy with CONNECT even for an `http://` URL.
+    pub fn proxy_tunnel(mut self, yes: bool) -> Self {
+        self.options.force_tunnel = Some(yes);
         self
     }
 

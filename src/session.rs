@@ -8,16 +8,17 @@ use crate::key::{PoolKey, Route};
 use crate::redirect::{self, RedirectPolicy, Rewrite, MAX_REDIRECTS};
 use crate::request::{RequestBuilder, RequestOptions};
 use crate::response::{BodyReader, Response};
+use crate::tunnel;
 use ferry_auth::{AuthPolicy, Credentials, Identity, NtlmBound, SchemeSet};
 use ferry_http::io::{
-    connect_tcp, connect_tls, resolve, ClientConfig, Conn, Phase, Stream, Timeouts, TlsSettings,
-    TransportError,
+    connect_tcp, resolve, ClientConfig, Conn, Phase, Stream, Timeouts, TlsSettings, TransportError,
 };
 use ferry_http::proto::{
     body_framing, write_request_head, BodyDecoder, BodyFraming, BodyLength, CloseReason,
     HeadParser, Limits, ParseConfig, Parsed, RequestHead, ResponseHead, TargetForm,
 };
 use ferry_pool::{Lease, Pool};
+use ferry_proxy::{ProxyConfig, ProxyPolicy};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use std::collections::HashMap;
 use std::io::{IoSlice, Read};
@@ -73,7 +74,11 @@ pub(crate) struct Shared {
     ambient: Option<Credentials>,
     /// Credentials and tag for every request that sets none of its own.
     pub(crate) default_auth: AuthRequest,
-    digests: DigestCache,
+    pub(crate) digests: DigestCache,
+    proxy: ProxyConfig,
+    pub(crate) proxy_policy: ProxyPolicy,
+    proxy_auth: Option<(Credentials, SchemeSet)>,
+    force_tunnel: bool,
 }
 
 impl Shared {
@@ -118,6 +123,10 @@ pub struct SessionBuilder {
     auth_policy: AuthPolicy,
     ambient: Option<Credentials>,
     default_auth: AuthRequest,
+    proxy: ProxyConfig,
+    proxy_policy: ProxyPolicy,
+    proxy_auth: Option<(Credentials, SchemeSet)>,
+    force_tunnel: bool,
 }
 
 impl Default for SessionBuilder {
@@ -139,6 +148,10 @@ impl Default for SessionBuilder {
             auth_policy: AuthPolicy::default(),
             ambient: None,
             default_auth: AuthRequest::default(),
+            proxy: ProxyConfig::default(),
+            proxy_policy: ProxyPolicy::default(),
+            proxy_auth: None,
+            force_tunnel: false,
         }
     }
 }
@@ -265,6 +278,29 @@ impl SessionBuilder {
         self
     }
 
+    /// The proxy configuration (default: none; the CLI reads the environment into one with
+    /// [`ProxyConfig::from_env`]).
+    pub fn proxy(mut self, config: ProxyConfig) -> Self {
+        self.proxy = config;
+        self
+    }
+    /// Credentials for the proxy, answering its 407 challenges with `schemes` (Basic alone is
+    /// sent preemptively). They go only to the proxy (I3).
+    pub fn proxy_credentials(mut self, creds: Credentials, schemes: SchemeSet) -> Self {
+        self.proxy_auth = Some((creds, schemes));
+        self
+    }
+    /// The proxy security policy.
+    pub fn proxy_policy(mut self, policy: ProxyPolicy) -> Self {
+        self.proxy_policy = policy;
+        self
+    }
+    /// Tunnel `http://` URLs through the proxy with CONNECT too (curl's `-p`).
+    pub fn proxy_tunnel(mut self, yes: bool) -> Self {
+        self.force_tunnel = yes;
+        self
+    }
+
     /// Builds the session; fails if the TLS settings are unusable (for example a CA bundle
     /// without certificates).
     pub fn build(self) -> Result<Session, Error> {
@@ -297,6 +333,10 @@ impl SessionBuilder {
             ambient: self.ambient,
             default_auth: self.default_auth,
             digests: DigestCache::default(),
+            proxy: self.proxy,
+            proxy_policy: self.proxy_policy,
+            proxy_auth: self.proxy_auth,
+            force_tunnel: self.force_tunnel,
         };
         let session = Session {
             shared: Arc::new(shared),
@@ -320,6 +360,13 @@ struct Hop<'a> {
     identity: Identity,
     /// The `Authorization` to send, unless the caller set one.
     authorization: Option<&'a HeaderValue>,
+    /// How the hop reaches the origin.
+    route: &'a ferry_proxy::Route,
+    /// The `Proxy-Authorization` for a forward proxy (never sent anywhere else).
+    proxy_authorization: Option<&'a HeaderValue>,
+    /// Credentials for the proxy (CONNECT authentication), and whether they are ambient.
+    proxy_creds: Option<&'a (Credentials, SchemeSet)>,
+    proxy_ambient: bool,
 }
 
 /// Where one exchange stands when it fails: whether a retry on a new connection is safe.
@@ -445,6 +492,8 @@ impl Session {
         let mut redirects = 0u32;
         let mut connects = 0u32;
         let auth_req = options.auth.as_ref().unwrap_or(&sh.default_auth);
+        let proxy_config = options.proxy.as_ref().unwrap_or(&sh.proxy);
+        let force_tunnel = options.force_tunnel.unwrap_or(sh.force_tunnel);
         let given_for = auth::origin(&url);
         // Set once a hop leaves the origin the explicit credentials were given for: the request's
         // auth without them, for the rest of the request, even if a later hop returns there (I2;
@@ -454,12 +503,32 @@ impl Session {
         loop {
             check_url(&url)?;
             let hop_req = left_origin.as_ref().unwrap_or(auth_req);
+            let decision = ferry_proxy::choose_route(&url, proxy_config, force_tunnel);
+            let route = decision.route;
+            let endpoint = match &route {
+                ferry_proxy::Route::Direct => None,
+                ferry_proxy::Route::Forward(p) | ferry_proxy::Route::Tunnel(p) => Some(p),
+            };
+            // Proxy credentials: the request's, the session's, or the proxy URL's (Basic, as
+            // curl). They belong to this proxy only (I3).
+            let url_proxy_creds = endpoint
+                .and_then(|p| p.credentials.clone())
+                .map(|c| (c, SchemeSet::BASIC));
+            let proxy_given = match &options.proxy_auth {
+                Some(p) => p.clone(),
+                None => sh.proxy_auth.clone().or(url_proxy_creds),
+            };
+            let proxy_hop = endpoint.map(|p| auth::ProxyHop {
+                host: &p.host,
+                creds: proxy_given.as_ref(),
+            });
             let hop_auth = auth::plan(
                 hop_req,
                 &given_for,
                 &url,
                 sh.ambient.as_ref(),
                 &sh.auth_policy,
+                proxy_hop.as_ref(),
             );
             let body_bytes = match &body {
                 Body::Bytes(b) => Some(b.as_slice()),
@@ -474,9 +543,17 @@ impl Session {
                 &sh.auth_policy,
                 &sh.digests,
             )?;
+            let forward = matches!(route, ferry_proxy::Route::Forward(_));
+            let mut proxy_authorization = match (&route, &hop_auth.proxy_creds) {
+                (ferry_proxy::Route::Forward(p), Some(pc)) => {
+                    tunnel::preemptive_proxy_basic(p, pc, hop_auth.proxy_ambient, &sh.proxy_policy)?
+                }
+                _ => None,
+            };
             let mut rounds = 0u32;
             // The scheme already tried on this hop with no success, if any.
             let mut tried_ntlm = false;
+            let mut tried_proxy_ntlm = false;
             let mut resp = loop {
                 let hop = Hop {
                     method: &method,
@@ -487,6 +564,10 @@ impl Session {
                     deadline,
                     identity: hop_auth.identity,
                     authorization: authorization.as_ref(),
+                    route: &route,
+                    proxy_authorization: proxy_authorization.as_ref(),
+                    proxy_creds: hop_auth.proxy_creds.as_ref(),
+                    proxy_ambient: hop_auth.proxy_ambient,
                 };
                 // With NTLM as the only scheme the handshake starts at once (as curl does),
                 // saving the round trip that would only fetch the challenge.
@@ -502,6 +583,7 @@ impl Session {
                         self.ntlm_exchange(
                             &hop,
                             creds,
+                            false,
                             &mut body,
                             tls_id,
                             &tls_config,
@@ -509,6 +591,67 @@ impl Session {
                         )?
                     }
                     _ => self.exchange(&hop, &mut body, tls_id, &tls_config, &mut connects)?,
+                };
+                let resp = if forward
+                    && resp.status() == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED
+                    && rounds < auth::MAX_AUTH_ROUNDS
+                    && body.is_replayable()
+                {
+                    // A forward proxy's challenge: answered with Proxy-Authorization, to it only.
+                    let (Some(pc), ferry_proxy::Route::Forward(p)) =
+                        (&hop_auth.proxy_creds, &route)
+                    else {
+                        break resp;
+                    };
+                    let sent = match &proxy_authorization {
+                        Some(a) => auth::scheme_of(a),
+                        None if tried_proxy_ntlm => Some(ferry_auth::Scheme::Ntlm),
+                        None => None,
+                    };
+                    let target = tunnel::challenged_proxy(
+                        p,
+                        pc,
+                        hop_auth.proxy_ambient,
+                        hop_auth.identity,
+                        &sh.proxy_policy,
+                    );
+                    let answer = auth::answer_challenge(
+                        &target,
+                        resp.headers(),
+                        sent,
+                        url.as_str(),
+                        method.as_str(),
+                        replay_bytes(&body),
+                        &sh.auth_policy,
+                        &sh.digests,
+                    )?;
+                    rounds += 1;
+                    match answer {
+                        auth::Answer::GiveUp => break resp,
+                        auth::Answer::Retry(v) => {
+                            drop(resp);
+                            proxy_authorization = Some(v);
+                            continue;
+                        }
+                        auth::Answer::Ntlm => {
+                            drop(resp);
+                            tried_proxy_ntlm = true;
+                            let r = self.ntlm_exchange(
+                                &hop,
+                                &pc.0,
+                                true,
+                                &mut body,
+                                tls_id,
+                                &tls_config,
+                                &mut connects,
+                            )?;
+                            // The connection is now the proxy identity's; the origin may still
+                            // challenge, below.
+                            r
+                        }
+                    }
+                } else {
+                    resp
                 };
                 if resp.status() != http::StatusCode::UNAUTHORIZED
                     || rounds >= auth::MAX_AUTH_ROUNDS
@@ -521,18 +664,13 @@ impl Session {
                     None if tried_ntlm => Some(ferry_auth::Scheme::Ntlm),
                     None => None,
                 };
-                let body_bytes = match &body {
-                    Body::Bytes(b) => Some(b.as_slice()),
-                    Body::Empty => Some(&[][..]),
-                    _ => None,
-                };
                 let answer = auth::answer(
                     &hop_auth,
                     resp.headers(),
                     sent,
                     &url,
                     method.as_str(),
-                    body_bytes,
+                    replay_bytes(&body),
                     &sh.auth_policy,
                     &sh.digests,
                 )?;
@@ -552,6 +690,7 @@ impl Session {
                         break self.ntlm_exchange(
                             &hop,
                             creds,
+                            false,
                             &mut body,
                             tls_id,
                             &tls_config,
@@ -639,7 +778,7 @@ impl Session {
         tls_config: &Arc<ClientConfig>,
         connects: &mut u32,
     ) -> Result<Response, Error> {
-        let key = PoolKey::new(hop.url, Route::Direct, hop.identity, tls_id)
+        let key = PoolKey::new(hop.url, Route::from_proxy(hop.route), hop.identity, tls_id)
             .ok_or(Error::Url("unsupported scheme or missing host"))?;
         let mut retried = false;
         loop {
@@ -707,7 +846,7 @@ impl Session {
                 }
             }
         } else {
-            let conn = self.connect(key, hop.timeouts, hop.deadline, tls_config)?;
+            let conn = self.connect(key, hop, tls_config)?;
             *connects += 1;
             lease.set(conn);
         }
@@ -751,16 +890,34 @@ impl Session {
 
     /// The NTLM handshake (MS-NLMP): type 1 and the server's type 2 on one connection, then
     /// type 3 with the request on the same connection, which is then bound to the identity.
+    /// `for_proxy` runs it with a forward proxy (407, `Proxy-Authorization`) instead.
+    #[allow(clippy::too_many_arguments)]
     fn ntlm_exchange(
         &self,
         hop: &Hop<'_>,
         creds: &Credentials,
+        for_proxy: bool,
         body: &mut Body,
         tls_id: u64,
         tls_config: &Arc<ClientConfig>,
         connects: &mut u32,
     ) -> Result<Response, Error> {
-        let key = PoolKey::new(hop.url, Route::Direct, hop.identity, tls_id)
+        let (challenge_status, challenges) = if for_proxy {
+            (
+                http::StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                header::PROXY_AUTHENTICATE,
+            )
+        } else {
+            (http::StatusCode::UNAUTHORIZED, header::WWW_AUTHENTICATE)
+        };
+        let with = |v: &'_ HeaderValue| -> (Option<HeaderValue>, Option<HeaderValue>) {
+            if for_proxy {
+                (hop.authorization.cloned(), Some(v.clone()))
+            } else {
+                (Some(v.clone()), hop.proxy_authorization.cloned())
+            }
+        };
+        let key = PoolKey::new(hop.url, Route::from_proxy(hop.route), hop.identity, tls_id)
             .ok_or(Error::Url("unsupported scheme or missing host"))?;
         let mut lease = self.checkout(&key, hop, tls_config, connects)?;
         let mut attempt = Attempt {
@@ -783,15 +940,18 @@ impl Session {
         let result = (|| {
             let (type1, expect) = ferry_auth::ntlm::start(creds);
             let type1 = auth::header_value(type1)?;
+            let (a1, p1) = with(&type1);
             let leg1 = Hop {
-                authorization: Some(&type1),
+                authorization: a1.as_ref(),
+                proxy_authorization: p1.as_ref(),
                 ..*hop
             };
             // The body goes only with the last leg; the first carries none.
             let (head, mut decoder, close) =
                 self.exchange_on(&mut lease, &leg1, &mut Body::Empty, &mut attempt)?;
-            let token = match auth::ntlm_token(&head.headers) {
-                Some(t) if head.status == http::StatusCode::UNAUTHORIZED => t,
+            let token = match auth::ntlm_token(&head.headers, &challenges) {
+                Ok(Some(t)) if head.status == challenge_status => t,
+                Err(e) if head.status == challenge_status => return Err(e),
                 // No type 2: the server's answer is the caller's.
                 _ => return Ok((head, decoder, close, None)),
             };
@@ -809,12 +969,14 @@ impl Session {
             }
             let (type3, bound) = expect.on_challenge(&token, &hop.identity)?;
             let type3 = auth::header_value(type3)?;
+            let (a3, p3) = with(&type3);
             let leg3 = Hop {
-                authorization: Some(&type3),
+                authorization: a3.as_ref(),
+                proxy_authorization: p3.as_ref(),
                 ..*hop
             };
             let (head, decoder, close) = self.exchange_on(&mut lease, &leg3, body, &mut attempt)?;
-            let accepted = head.status != http::StatusCode::UNAUTHORIZED;
+            let accepted = head.status != challenge_status;
             Ok((head, decoder, close, accepted.then_some(bound)))
         })();
         match result {
@@ -831,15 +993,24 @@ impl Session {
         }
     }
 
+    /// A new connection for `key`: to the origin, or to the proxy (TLS to it for an HTTPS
+    /// proxy) and, for a tunnel, CONNECT and then TLS to the origin inside.
     fn connect(
         &self,
         key: &PoolKey,
-        timeouts: Timeouts,
-        deadline: Option<Instant>,
+        hop: &Hop<'_>,
         tls_config: &Arc<ClientConfig>,
     ) -> Result<Connection, Error> {
         let sh = &self.shared;
-        let host = key.host();
+        let (timeouts, deadline) = (hop.timeouts, hop.deadline);
+        let proxy = match hop.route {
+            ferry_proxy::Route::Direct => None,
+            ferry_proxy::Route::Forward(p) | ferry_proxy::Route::Tunnel(p) => Some(p),
+        };
+        let (host, port) = match proxy {
+            Some(p) => (p.host.as_str(), p.port),
+            None => (key.host(), key.port()),
+        };
         let resolve_budget = match (timeouts.resolve, deadline) {
             (r, None) => r,
             (r, Some(d)) => {
@@ -852,7 +1023,7 @@ impl Session {
                 Some(r.map_or(left, |r| r.min(left)))
             }
         };
-        let addrs = resolve(host, key.port(), resolve_budget)?;
+        let addrs = resolve(host, port, resolve_budget)?;
         if sh.events.is_some() {
             for a in &addrs {
                 sh.emit(&Event::Connecting { host, addr: *a });
@@ -865,26 +1036,58 @@ impl Session {
                 sh.emit(&Event::Connected { peer, id });
             }
         }
-        let stream = if key.is_tls() {
-            let tls = connect_tls(tcp, host, tls_config.clone(), timeouts.connect, deadline)?;
-            let s = Stream::tls(tls);
-            if sh.events.is_some() {
-                if let Some((version, cipher)) = s.tls_info() {
-                    sh.emit(&Event::TlsEstablished {
-                        version: &version,
-                        cipher: &cipher,
-                    });
-                }
-            }
-            s
-        } else {
-            Stream::plain(tcp)
-        };
+        let mut stream = Stream::plain(tcp);
+        if proxy.is_some_and(|p| p.scheme == ferry_proxy::ProxyScheme::Https) {
+            stream = stream.start_tls(host, tls_config.clone(), timeouts.connect, deadline)?;
+            self.emit_tls(&stream);
+        }
+        let mut bound = None;
+        if let ferry_proxy::Route::Tunnel(p) = hop.route {
+            let user_agent = sh
+                .default_headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok());
+            let request = tunnel::TunnelRequest {
+                proxy: p,
+                host: key.host(),
+                port: key.port(),
+                user_agent,
+                creds: hop.proxy_creds,
+                ambient: hop.proxy_ambient,
+                identity: hop.identity,
+                policy: &sh.proxy_policy,
+                auth_policy: &sh.auth_policy,
+                digests: &sh.digests,
+                timeouts,
+                deadline,
+                parse: sh.parse,
+                limits: sh.limits,
+            };
+            let (s, b) = tunnel::open_tunnel(stream, &request)?;
+            stream = s;
+            bound = b;
+        }
+        if key.is_tls() {
+            stream =
+                stream.start_tls(key.host(), tls_config.clone(), timeouts.connect, deadline)?;
+            self.emit_tls(&stream);
+        }
         Ok(Connection {
             conn: Conn::new(stream, timeouts),
             id,
-            bound: None,
+            bound,
         })
+    }
+
+    fn emit_tls(&self, s: &Stream) {
+        if self.shared.events.is_some() {
+            if let Some((version, cipher)) = s.tls_info() {
+                self.shared.emit(&Event::TlsEstablished {
+                    version: &version,
+                    cipher: &cipher,
+                });
+            }
+        }
     }
 
     /// One request/response head exchange on a leased connection.
@@ -904,7 +1107,12 @@ impl Session {
             deadline,
             identity: _,
             authorization: _,
+            route,
+            proxy_authorization,
+            proxy_creds: _,
+            proxy_ambient: _,
         } = *hop;
+        let forward = matches!(route, ferry_proxy::Route::Forward(_));
         let sh = &self.shared;
         let c = lease
             .conn()
@@ -929,27 +1137,42 @@ impl Session {
         let authorization = hop
             .authorization
             .filter(|_| !headers.contains_key(header::AUTHORIZATION));
-        let all_headers =
-            if headers.is_empty() && !expect && suppressed.is_empty() && authorization.is_none() {
-                &sh.default_headers
-            } else {
-                merged = HeaderMap::with_capacity(headers.len() + 3);
-                for (k, v) in &sh.default_headers {
-                    if !headers.contains_key(k) && !suppressed.contains(k) {
-                        merged.insert(k.clone(), v.clone());
-                    }
+        // I3: a Proxy-Authorization, ours or the caller's, goes only to a forward proxy; never
+        // to an origin, never inside a tunnel.
+        let proxy_authorization = proxy_authorization.filter(|_| forward);
+        let strip_callers_proxy_auth =
+            !forward && headers.contains_key(header::PROXY_AUTHORIZATION);
+        let plain = headers.is_empty()
+            && !expect
+            && suppressed.is_empty()
+            && authorization.is_none()
+            && proxy_authorization.is_none();
+        let all_headers = if plain {
+            &sh.default_headers
+        } else {
+            merged = HeaderMap::with_capacity(headers.len() + 4);
+            for (k, v) in &sh.default_headers {
+                if !headers.contains_key(k) && !suppressed.contains(k) {
+                    merged.insert(k.clone(), v.clone());
                 }
-                for (k, v) in headers {
-                    merged.append(k.clone(), v.clone());
-                }
-                if expect {
-                    merged.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
-                }
-                if let Some(a) = authorization {
-                    merged.insert(header::AUTHORIZATION, a.clone());
-                }
-                &merged
-            };
+            }
+            for (k, v) in headers {
+                merged.append(k.clone(), v.clone());
+            }
+            if expect {
+                merged.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+            }
+            if let Some(a) = authorization {
+                merged.insert(header::AUTHORIZATION, a.clone());
+            }
+            if strip_callers_proxy_auth {
+                merged.remove(header::PROXY_AUTHORIZATION);
+            }
+            if let Some(a) = proxy_authorization {
+                merged.insert(header::PROXY_AUTHORIZATION, a.clone());
+            }
+            &merged
+        };
         let requested_close = all_headers
             .get_all(header::CONNECTION)
             .iter()
@@ -960,7 +1183,11 @@ impl Session {
             &RequestHead {
                 method,
                 url,
-                target: TargetForm::Origin,
+                target: if forward {
+                    TargetForm::Absolute
+                } else {
+                    TargetForm::Origin
+                },
                 headers: all_headers,
                 body: body_len,
             },
@@ -1086,6 +1313,15 @@ fn send_body(conn: &mut Conn, body: &mut Body) -> Result<(), Error> {
                 conn.write_chunk(&block[..n])?;
             }
         }
+    }
+}
+
+/// The body's bytes when they can be hashed and sent again (Digest `auth-int`).
+fn replay_bytes(body: &Body) -> Option<&[u8]> {
+    match body {
+        Body::Bytes(b) => Some(b.as_slice()),
+        Body::Empty => Some(&[][..]),
+        _ => None,
     }
 }
 

@@ -48,15 +48,8 @@ fn assert_credentials(l: &LogLine, present: bool) {
         l.proxy_authorization.as_str(),
     );
     if present {
-        assert_eq!(
-            got,
-            (
-                "Basic dXNlcjpwYXNz",
-                "session=abc",
-                "Basic cHJveHk6c2VjcmV0"
-            ),
-            "{l:#?}"
-        );
+        // A caller's Proxy-Authorization never reaches an origin (I3), even the first one.
+        assert_eq!(got, ("Basic dXNlcjpwYXNz", "session=abc", ""), "{l:#?}");
     } else {
         assert_eq!(got, ("", "", ""), "credentials crossed origins: {l:#?}");
     }

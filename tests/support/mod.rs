@@ -15,6 +15,15 @@
 //! - [`Apache`]: a private Apache httpd with `mod_auth_digest` (Digest, MD5) and an access log of
 //!   client port, keep-alive count, user and status.
 //! - [`NginxOptions::basic_auth`]: Basic-authentication locations on [`Nginx`].
+//! - [`Squid`]: a private Squid forward proxy (Debian's `squid`, foreground) with optional Basic
+//!   proxy accounts and NTLM through squid's `ntlm_fake_auth`, and an access log of client port,
+//!   proxy user, method, URL, status and the credential headers squid received.
+//! - [`RecordingOrigin`]: a keep-alive HTTP/1.1 (and HTTPS) origin
+//!   (`tests/servers/recording_origin.py`) that records every request's full header block, to
+//!   check what a proxy let through.
+//! - [`NtlmProxy`]: an NTLMv2-authenticating forward proxy (`tests/servers/ntlm_proxy.py`, NTLM by
+//!   pyspnego), per-connection authentication, forwarding and CONNECT tunnels, with a per-request
+//!   log of connection, user, method, target, status and message type.
 //! - [`pattern`]: deterministic, position-addressable file contents for large-file and range
 //!   tests, and FNV-1a for cheap comparisons.
 //!
@@ -29,17 +38,23 @@
 pub mod apache;
 pub mod nginx;
 pub mod ntlm;
+pub mod ntlm_proxy;
 pub mod pattern;
 pub mod pki;
+pub mod recording;
 pub mod script;
+pub mod squid;
 pub mod tempdir;
 
 pub use apache::{Apache, ApacheLogLine, ApacheOptions};
 pub use nginx::{BasicAuthLocation, LogLine, Nginx, NginxOptions};
 pub use ntlm::{NtlmLogLine, NtlmServer};
+pub use ntlm_proxy::{NtlmProxy, NtlmProxyLogLine};
 pub use pattern::{fnv1a64, large_file_bytes, large_file_fnv1a64};
 pub use pki::{pki, Pki};
+pub use recording::{RecordedRequest, RecordingOrigin};
 pub use script::{ScriptServer, Step};
+pub use squid::{Squid, SquidLogLine, SquidOptions};
 pub use tempdir::TempDir;
 
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! A connected byte stream, plain TCP or TLS, with cached socket timeouts and an idle
 //! liveness check.
-use rustls::{ClientConnection, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use socket2::SockRef;
 use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
@@ -17,6 +17,8 @@ pub struct Stream {
 enum Inner {
     Plain(TcpStream),
     Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+    /// TLS to the origin inside a tunnel through a TLS proxy.
+    Nested(Box<StreamOwned<ClientConnection, Stream>>),
 }
 
 impl std::fmt::Debug for Stream {
@@ -49,7 +51,7 @@ impl Stream {
 
     /// Whether this stream is TLS.
     pub fn is_tls(&self) -> bool {
-        matches!(self.inner, Inner::Tls(_))
+        matches!(self.inner, Inner::Tls(_) | Inner::Nested(_))
     }
 
     /// The underlying TCP stream.
@@ -57,25 +59,74 @@ impl Stream {
         match &self.inner {
             Inner::Plain(t) => t,
             Inner::Tls(s) => &s.sock,
+            Inner::Nested(s) => s.sock.tcp(),
         }
     }
 
     /// The negotiated TLS version and cipher suite, for verbose output.
     pub fn tls_info(&self) -> Option<(String, String)> {
-        match &self.inner {
-            Inner::Plain(_) => None,
-            Inner::Tls(s) => {
-                let v = s
-                    .conn
-                    .protocol_version()
-                    .map(|v| format!("{v:?}"))
-                    .unwrap_or_default();
-                let c = s
-                    .conn
-                    .negotiated_cipher_suite()
-                    .map(|c| format!("{:?}", c.suite()))
-                    .unwrap_or_default();
-                Some((v, c))
+        let conn = match &self.inner {
+            Inner::Plain(_) => return None,
+            Inner::Tls(s) => &s.conn,
+            Inner::Nested(s) => &s.conn,
+        };
+        let v = conn
+            .protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default();
+        let c = conn
+            .negotiated_cipher_suite()
+            .map(|c| format!("{:?}", c.suite()))
+            .unwrap_or_default();
+        Some((v, c))
+    }
+
+    /// Runs a TLS handshake with `host` over this stream: plain TCP becomes TLS, and a TLS
+    /// stream to a proxy (a tunnel through an HTTPS proxy) gets TLS to the origin inside it.
+    pub fn start_tls(
+        self,
+        host: &str,
+        config: std::sync::Arc<ClientConfig>,
+        timeout: Duration,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Stream, super::TransportError> {
+        use super::{wait_budget, Phase, TransportError};
+        match self.inner {
+            Inner::Plain(tcp) => Ok(Stream::tls(super::connect_tls(
+                tcp, host, config, timeout, deadline,
+            )?)),
+            inner => {
+                let mut outer = Stream {
+                    inner,
+                    read_timeout: None,
+                    write_timeout: None,
+                };
+                let name =
+                    rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| {
+                        TransportError::Tls(rustls::Error::General("invalid server name".into()))
+                    })?;
+                let mut conn =
+                    ClientConnection::new(config, name).map_err(TransportError::from_tls)?;
+                while conn.is_handshaking() {
+                    let budget = wait_budget(timeout, deadline, std::time::Instant::now())
+                        .ok_or(TransportError::Timeout(Phase::Tls))?;
+                    outer
+                        .set_read_timeout(budget)
+                        .and_then(|_| outer.set_write_timeout(budget))
+                        .map_err(|e| TransportError::from_io(Phase::Tls, e))?;
+                    match conn.complete_io(&mut outer) {
+                        Ok((0, 0)) if conn.is_handshaking() => {
+                            return Err(TransportError::Closed(Phase::Tls))
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(TransportError::from_io(Phase::Tls, e)),
+                    }
+                }
+                Ok(Stream {
+                    inner: Inner::Nested(Box::new(StreamOwned::new(conn, outer))),
+                    read_timeout: None,
+                    write_timeout: None,
+                })
             }
         }
     }
@@ -121,15 +172,25 @@ impl Stream {
             Ok(_) => match &mut self.inner {
                 Inner::Plain(_) => false,
                 Inner::Tls(s) => tls_idle_alive(s),
+                // Pending bytes may be only the outer TLS layer's housekeeping, but telling
+                // needs both layers processed: be conservative and do not reuse.
+                Inner::Nested(_) => false,
             },
         }
     }
 
     /// Shuts down both directions (best effort), for a connection that must not be reused.
     pub fn shutdown(&mut self) {
-        if let Inner::Tls(s) = &mut self.inner {
-            s.conn.send_close_notify();
-            let _ = s.conn.write_tls(&mut s.sock);
+        match &mut self.inner {
+            Inner::Tls(s) => {
+                s.conn.send_close_notify();
+                let _ = s.conn.write_tls(&mut s.sock);
+            }
+            Inner::Nested(s) => {
+                s.conn.send_close_notify();
+                let _ = s.conn.write_tls(&mut s.sock);
+            }
+            Inner::Plain(_) => {}
         }
         let _ = self.tcp().shutdown(std::net::Shutdown::Both);
     }
@@ -164,6 +225,7 @@ impl Read for Stream {
         match &mut self.inner {
             Inner::Plain(t) => t.read(buf),
             Inner::Tls(s) => s.read(buf),
+            Inner::Nested(s) => s.read(buf),
         }
     }
 }
@@ -173,6 +235,7 @@ impl Write for Stream {
         match &mut self.inner {
             Inner::Plain(t) => t.write(buf),
             Inner::Tls(s) => s.write(buf),
+            Inner::Nested(s) => s.write(buf),
         }
     }
 
@@ -180,6 +243,7 @@ impl Write for Stream {
         match &mut self.inner {
             Inner::Plain(t) => t.write_vectored(bufs),
             Inner::Tls(s) => s.write_vectored(bufs),
+            Inner::Nested(s) => s.write_vectored(bufs),
         }
     }
 
@@ -187,6 +251,7 @@ impl Write for Stream {
         match &mut self.inner {
             Inner::Plain(t) => t.flush(),
             Inner::Tls(s) => s.flush(),
+            Inner::Nested(s) => s.flush(),
         }
     }
 }

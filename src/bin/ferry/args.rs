@@ -37,6 +37,14 @@ pub(crate) struct Group {
     pub(crate) location_trusted: bool,
     pub(crate) default_credentials: Option<String>,
     pub(crate) autologon: Option<String>,
+    pub(crate) proxy: Option<String>,
+    pub(crate) noproxy: Option<String>,
+    pub(crate) proxytunnel: bool,
+    pub(crate) proxy_user: Option<String>,
+    pub(crate) proxy_basic: bool,
+    pub(crate) proxy_digest: bool,
+    pub(crate) proxy_ntlm: bool,
+    pub(crate) proxy_anyauth: bool,
 }
 
 /// An `-o` / `-O` argument.
@@ -235,6 +243,41 @@ fn command() -> Command {
             "Ambient credentials (user:password in a mode-0600 file) for NTLM/Digest",
         ))
         .arg(opt(
+            "proxy",
+            Some('x'),
+            "[SCHEME://]HOST[:PORT]",
+            "Use this proxy (http:// or https://; or WinHTTP's 'http=h:p;https=h:p')",
+        ))
+        .arg(opt(
+            "noproxy",
+            None,
+            "LIST",
+            "Hosts that bypass the proxy (comma-separated, as NO_PROXY; overrides the environment)",
+        ))
+        .arg(flag(
+            "proxytunnel",
+            Some('p'),
+            "Tunnel http:// URLs through the proxy with CONNECT too",
+        ))
+        .arg(opt(
+            "proxy-user",
+            Some('U'),
+            "USER:PASSWORD",
+            "Proxy credentials (sent only to the proxy)",
+        ))
+        .arg(flag(
+            "proxy-basic",
+            None,
+            "Use Basic with the proxy (the default)",
+        ))
+        .arg(flag("proxy-digest", None, "Use Digest with the proxy"))
+        .arg(flag("proxy-ntlm", None, "Use NTLMv2 with the proxy"))
+        .arg(flag(
+            "proxy-anyauth",
+            None,
+            "Use the strongest scheme the proxy offers",
+        ))
+        .arg(opt(
             "autologon",
             None,
             "LEVEL",
@@ -352,6 +395,14 @@ fn group(m: &ArgMatches) -> Result<Group, clap::Error> {
         location_trusted: m.get_flag("location-trusted"),
         default_credentials: last(m, "default-credentials"),
         autologon: last(m, "autologon"),
+        proxy: last(m, "proxy"),
+        noproxy: last(m, "noproxy"),
+        proxytunnel: m.get_flag("proxytunnel"),
+        proxy_user: last(m, "proxy-user"),
+        proxy_basic: m.get_flag("proxy-basic"),
+        proxy_digest: m.get_flag("proxy-digest"),
+        proxy_ntlm: m.get_flag("proxy-ntlm"),
+        proxy_anyauth: m.get_flag("proxy-anyauth"),
     })
 }
 

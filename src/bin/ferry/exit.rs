@@ -25,6 +25,8 @@ pub(crate) fn code_for(e: &Error) -> u8 {
         ErrorKind::BodyNotReplayable => 65,          // CURLE_SEND_FAIL_REWIND
         ErrorKind::Auth => 67,                       // CURLE_LOGIN_DENIED
         ErrorKind::Redirect => 3,
+        ErrorKind::Proxy => 56,      // curl: CONNECT tunnel failed
+        ErrorKind::ProxyConfig => 5, // CURLE_COULDNT_RESOLVE_PROXY (bad proxy string)
         _ => 56,
     }
 }

@@ -20,7 +20,15 @@ use std::time::Instant;
 const COPY_BUF: usize = 96 * 1024;
 
 fn main() -> ExitCode {
-    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let mut args: Vec<_> = std::env::args_os().skip(1).collect();
+    let explain = args.first().is_some_and(|a| a == "proxy");
+    if explain {
+        if args.get(1).is_none_or(|a| a != "explain") {
+            eprintln!("ferry: (2) unknown proxy command; hint: try 'ferry proxy explain URL'");
+            return ExitCode::from(2);
+        }
+        args.drain(..2);
+    }
     let groups = match args::parse(args) {
         Ok(g) => g,
         Err(e) if !e.use_stderr() => {
@@ -40,6 +48,11 @@ fn main() -> ExitCode {
     if groups.iter().all(|g| g.urls.is_empty()) {
         eprintln!("ferry: (2) no URL specified; hint: try 'ferry --help'");
         return ExitCode::from(2);
+    }
+    // The environment is read once, here at the edge; the parsers take strings.
+    let env_proxy = ferry::ProxyConfig::from_env(|k| std::env::var(k).ok());
+    if explain {
+        return ExitCode::from(explain_proxy(&groups, &env_proxy));
     }
     let verbose = Arc::new(AtomicBool::new(false));
     let session = {
@@ -72,11 +85,13 @@ fn main() -> ExitCode {
         buf: vec![0u8; COPY_BUF],
         stdout: None,
         tls: Ok(None),
+        proxy: Ok(ferry::ProxyConfig::default()),
     };
     let mut status = 0u8;
     for group in &groups {
         verbose.store(group.verbose, Ordering::Relaxed);
         ctx.tls = group_tls(group);
+        ctx.proxy = group_proxy(group, &env_proxy);
         for (i, url) in group.urls.iter().enumerate() {
             let output = match group.outputs.get(i) {
                 Some(OutputArg::File(o)) => Output::File(o.clone()),
@@ -96,6 +111,103 @@ struct Ctx {
     buf: Vec<u8>,
     stdout: Option<File>,
     tls: Result<Option<TlsSettings>, (u8, String)>,
+    proxy: Result<ferry::ProxyConfig, (u8, String)>,
+}
+
+/// The proxy configuration of a group: `-x` (a URL, or WinHTTP's per-scheme list), else the
+/// environment; `--noproxy` replaces the bypass list.
+fn group_proxy(
+    g: &Group,
+    env: &Result<ferry::ProxyConfig, ferry_proxy::ProxyError>,
+) -> Result<ferry::ProxyConfig, (u8, String)> {
+    let bad = |e: ferry_proxy::ProxyError| (5u8, e.to_string());
+    let env_bypass = env.as_ref().map(|c| c.bypass.clone()).unwrap_or_default();
+    let mut config = match &g.proxy {
+        Some(p) if p.is_empty() => ferry::ProxyConfig::default(),
+        Some(p) if p.contains('=') && !p.contains("://") => {
+            ferry::ProxyConfig::per_scheme_list(p).map_err(bad)?
+        }
+        Some(p) => ferry::ProxyConfig::explicit(p).map_err(bad)?,
+        None => env.clone().map_err(bad)?,
+    };
+    config.bypass = match &g.noproxy {
+        Some(list) => ferry_proxy::BypassList::Curl(ferry_proxy::NoProxy::parse(list), "--noproxy"),
+        None if g.proxy.is_some() => env_bypass,
+        None => config.bypass,
+    };
+    Ok(config)
+}
+
+/// The proxy schemes a group allows for `--proxy-user`.
+fn proxy_schemes(g: &Group) -> ferry::SchemeSet {
+    if g.proxy_anyauth {
+        ferry::SchemeSet::ANY
+    } else if g.proxy_basic || g.proxy_digest || g.proxy_ntlm {
+        ferry::SchemeSet {
+            basic: g.proxy_basic,
+            digest: g.proxy_digest,
+            ntlm: g.proxy_ntlm,
+        }
+    } else {
+        ferry::SchemeSet::BASIC
+    }
+}
+
+/// `ferry proxy explain URL`: the route and every policy decision, for the first URL, with
+/// the same options and environment as a request.
+fn explain_proxy(
+    groups: &[Group],
+    env: &Result<ferry::ProxyConfig, ferry_proxy::ProxyError>,
+) -> u8 {
+    let Some((g, url)) = groups.iter().find_map(|g| g.urls.first().map(|u| (g, u))) else {
+        eprintln!("ferry: (2) no URL specified; hint: try 'ferry proxy explain URL'");
+        return 2;
+    };
+    let url = match ferry::Url::parse(url) {
+        Ok(u) => u,
+        Err(_) => {
+            eprintln!("ferry: (3) bad URL: not a valid absolute URL");
+            return 3;
+        }
+    };
+    let config = match group_proxy(g, env) {
+        Ok(c) => c,
+        Err((code, message)) => {
+            eprintln!("ferry: ({code}) {message}");
+            return code;
+        }
+    };
+    let (policy, ambient) = match session_auth(groups) {
+        Ok(x) => x,
+        Err(f) => return report(&f, false, true),
+    };
+    let proxy_creds = g.proxy_user.is_some()
+        || config
+            .http
+            .as_ref()
+            .is_some_and(|(p, _)| p.credentials.is_some())
+        || config
+            .https
+            .as_ref()
+            .is_some_and(|(p, _)| p.credentials.is_some());
+    let input = ferry_proxy::ExplainInput {
+        url: &url,
+        config: &config,
+        force_tunnel: g.proxytunnel,
+        policy: ferry::ProxyPolicy::default(),
+        autologon: policy.autologon,
+        proxy_credentials: proxy_creds,
+        proxy_basic_allowed: proxy_schemes(g).basic,
+        server_credentials: g.user.is_some() || g.bearer.is_some(),
+        ambient_credentials: ambient.is_some(),
+    };
+    let mut out = io::stdout().lock();
+    for line in ferry_proxy::explain(&input) {
+        if writeln!(out, "{line}").is_err() {
+            return 23;
+        }
+    }
+    0
 }
 
 /// The session-wide auth settings: the autologon level and ambient credentials (from a file
@@ -351,6 +463,25 @@ fn transfer(
     }
     if g.location_trusted {
         req = req.location_trusted(true);
+    }
+    match &ctx.proxy {
+        Ok(config) => req = req.proxy(config.clone()),
+        Err((code, message)) => {
+            return Err(Failure {
+                code: *code,
+                message: message.clone(),
+                hint: Some("proxies look like http://host:port or https://host:port"),
+            })
+        }
+    }
+    if g.proxytunnel {
+        req = req.proxy_tunnel(true);
+    }
+    if let Some(user) = &g.proxy_user {
+        req = req.proxy_credentials(
+            ferry::Credentials::parse_user_password(user),
+            proxy_schemes(g),
+        );
     }
     match &ctx.tls {
         Ok(Some(tls)) => req = req.tls(tls.clone()),

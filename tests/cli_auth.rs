@@ -1,0 +1,414 @@
+//! Authentication through the `ferry` command: `-u` (Basic, preemptive), `--digest`, `--ntlm`,
+//! `--anyauth`, `--oauth2-bearer`, `-v` masking, `--next` groups with different users,
+//! `--location-trusted`, and `--default-credentials` with `--autologon`, against nginx (Basic),
+//! Apache (Digest) and the pyspnego NTLM server, all on loopback. Each run of the binary is
+//! bounded (20 s, then killed and the test fails).
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{Apache, ApacheOptions, Nginx, NginxOptions, NtlmServer, TempDir};
+
+/// Longest a single run of the binary may take before it is killed and the test fails.
+const RUN_LIMIT: Duration = Duration::from_secs(20);
+
+/// What one run of the binary produced.
+#[derive(Debug)]
+struct Run {
+    args: Vec<String>,
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Run {
+    fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Asserts exit 0.
+    fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "{}", self.describe());
+        self
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "ferry {:?}\nexit: {}\nstdout: {}\nstderr:\n{}",
+            self.args,
+            self.code,
+            support::show_bytes(&self.stdout, 2000),
+            self.stderr
+        )
+    }
+}
+
+/// Runs the binary with `args`, stdin empty, no proxy variables, bounded by [`RUN_LIMIT`].
+fn ferry(args: &[&str]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for var in [
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "all_proxy",
+        "no_proxy",
+        "NO_PROXY",
+    ] {
+        cmd.env_remove(var);
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("start the ferry binary");
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() < RUN_LIMIT => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("ferry {args:?} still running after {RUN_LIMIT:?}: killed");
+            }
+            Err(e) => panic!("waiting for ferry {args:?}: {e}"),
+        }
+    };
+    Run {
+        args: args.iter().map(|s| (*s).to_owned()).collect(),
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().expect("stdout reader"),
+        stderr: String::from_utf8_lossy(&err.join().expect("stderr reader")).into_owned(),
+    }
+}
+
+const ALICE_BASIC: &str = "Basic YWxpY2U6V29uZGVyLWxhbmQ=";
+
+fn nginx_basic() -> Nginx {
+    Nginx::start(NginxOptions::new().basic_auth("/basic/", "ferry", &[("alice", "Wonder-land")]))
+}
+
+fn ntlm_server() -> NtlmServer {
+    NtlmServer::start(&[("CORP", "alice", "Secret1"), ("CORP", "bob", "Hunter2!")])
+}
+
+#[test]
+fn user_sends_basic_preemptively() {
+    let nginx = nginx_basic();
+    let run = ferry(&["-u", "alice:Wonder-land", &nginx.http_url("/basic/echo")]).ok();
+    assert_eq!(run.out(), "alice");
+    let log = nginx.wait_log_lines(1);
+    assert_eq!(log.len(), 1, "one request: {log:#?}");
+    assert_eq!(
+        (log[0].authorization.as_str(), log[0].status),
+        (ALICE_BASIC, 200)
+    );
+    // Wrong password: the 401 page, exit 0 (as curl without -f), one request.
+    let run = ferry(&["-u", "alice:nope", &nginx.http_url("/basic/echo")]).ok();
+    assert!(run.out().contains("401"), "{}", run.describe());
+    assert_eq!(nginx.wait_log_lines(2).len(), 2);
+}
+
+#[test]
+fn digest_answers_apache() {
+    let apache = Apache::start(ApacheOptions::digest(
+        "ferry digest",
+        &[("alice", "Secret1")],
+    ));
+    let run = ferry(&[
+        "--digest",
+        "-u",
+        "alice:Secret1",
+        &apache.url("/digest/secret.txt"),
+    ])
+    .ok();
+    assert_eq!(run.out(), "digest secret\n");
+    let log = apache.wait_log_lines(2);
+    assert_eq!(
+        log.iter()
+            .map(|l| (l.status, l.user.as_deref()))
+            .collect::<Vec<_>>(),
+        [(401, None), (200, Some("alice"))]
+    );
+}
+
+#[test]
+fn ntlm_authenticates_against_pyspnego() {
+    let server = ntlm_server();
+    let run = ferry(&["--ntlm", "-u", "CORP\\alice:Secret1", &server.url("/x")]).ok();
+    assert_eq!(run.out(), "hello CORP\\alice", "{}", server.stderr());
+    let log = server.wait_log_lines(2);
+    assert_eq!(log[0].conn, log[1].conn, "{log:#?}");
+    assert_eq!(log[1].user.as_deref(), Some("CORP\\alice"));
+}
+
+#[test]
+fn anyauth_picks_what_each_server_offers() {
+    let nginx = nginx_basic();
+    let run = ferry(&[
+        "--anyauth",
+        "-u",
+        "alice:Wonder-land",
+        &nginx.http_url("/basic/echo"),
+    ])
+    .ok();
+    assert_eq!(run.out(), "alice");
+    let log = nginx.wait_log_lines(2);
+    assert_eq!(
+        log.iter()
+            .map(|l| (l.status, l.authorization.as_str()))
+            .collect::<Vec<_>>(),
+        [(401, ""), (200, ALICE_BASIC)]
+    );
+
+    let apache = Apache::start(ApacheOptions::digest(
+        "ferry digest",
+        &[("alice", "Secret1")],
+    ));
+    let run = ferry(&[
+        "--anyauth",
+        "-u",
+        "alice:Secret1",
+        &apache.url("/digest/secret.txt"),
+    ])
+    .ok();
+    assert_eq!(run.out(), "digest secret\n");
+
+    let server = ntlm_server();
+    let run = ferry(&["--anyauth", "-u", "CORP\\bob:Hunter2!", &server.url("/y")]).ok();
+    assert_eq!(run.out(), "hello CORP\\bob");
+}
+
+#[test]
+fn oauth2_bearer_is_sent() {
+    let nginx = Nginx::start(NginxOptions::new().file("t.txt", "t\n"));
+    ferry(&["--oauth2-bearer", "tok-4711", &nginx.http_url("/t.txt")]).ok();
+    assert_eq!(nginx.wait_log_lines(1)[0].authorization, "Bearer tok-4711");
+}
+
+#[test]
+fn verbose_masks_credentials() {
+    let nginx = nginx_basic();
+    let run = ferry(&[
+        "-v",
+        "-u",
+        "alice:Wonder-land",
+        &nginx.http_url("/basic/echo"),
+    ])
+    .ok();
+    let err = run.stderr.to_ascii_lowercase();
+    assert!(
+        err.contains("> authorization: basic ***"),
+        "{}",
+        run.describe()
+    );
+    for secret in ["Wonder-land", "YWxpY2U6V29uZGVyLWxhbmQ", "alice:"] {
+        assert!(!run.stderr.contains(secret), "{secret}: {}", run.describe());
+    }
+
+    let run = ferry(&[
+        "-v",
+        "--oauth2-bearer",
+        "sekrit-4711",
+        &nginx.http_url("/basic/echo"),
+    ]);
+    assert!(!run.stderr.contains("sekrit-4711"), "{}", run.describe());
+    assert!(run
+        .stderr
+        .to_ascii_lowercase()
+        .contains("authorization: bearer ***"));
+
+    // NTLM: neither the type-1 nor the type-3 (which holds the user name) is printed.
+    let server = ntlm_server();
+    let run = ferry(&[
+        "-v",
+        "--ntlm",
+        "-u",
+        "CORP\\alice:Secret1",
+        &server.url("/v"),
+    ])
+    .ok();
+    assert_eq!(run.out(), "hello CORP\\alice");
+    let masked = run
+        .stderr
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("> authorization:"))
+        .collect::<Vec<_>>();
+    assert_eq!(masked.len(), 2, "{}", run.describe());
+    assert!(masked.iter().all(|l| l.ends_with("NTLM ***")), "{masked:?}");
+    assert!(!run.stderr.contains("Secret1"), "{}", run.describe());
+}
+
+#[test]
+fn next_groups_with_different_users_use_different_connections() {
+    let server = ntlm_server();
+    let run = ferry(&[
+        "--ntlm",
+        "-u",
+        "CORP\\alice:Secret1",
+        &server.url("/a"),
+        "--next",
+        "--ntlm",
+        "-u",
+        "CORP\\bob:Hunter2!",
+        &server.url("/b"),
+        "--next",
+        &server.url("/nobody"),
+        "--next",
+        "--ntlm",
+        "-u",
+        "CORP\\alice:Secret1",
+        &server.url("/a"),
+    ])
+    .ok();
+    let out = run.out();
+    assert!(
+        out.starts_with("hello CORP\\alicehello CORP\\bob") && out.ends_with("hello CORP\\alice"),
+        "{}",
+        run.describe()
+    );
+    // alice: type1 + type3; bob: the same; nobody: one 401; alice again on her connection.
+    let log = server.wait_log_lines(6);
+    assert_eq!(log.len(), 6, "{log:#?}");
+    let mut per_conn: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    for l in &log {
+        per_conn.entry(l.conn).or_default().insert(format!(
+            "{}:{}",
+            l.path,
+            l.user.as_deref().unwrap_or("-")
+        ));
+    }
+    assert_eq!(per_conn.len(), 3, "{log:#?}");
+    let users: BTreeSet<&str> = log.iter().filter_map(|l| l.user.as_deref()).collect();
+    assert_eq!(users, BTreeSet::from(["CORP\\alice", "CORP\\bob"]));
+    for (conn, seen) in &per_conn {
+        let paths: BTreeSet<&str> = seen.iter().map(|s| s.split(':').next().unwrap()).collect();
+        assert_eq!(paths.len(), 1, "connection {conn} served {seen:?}");
+    }
+    let nobody = log.iter().find(|l| l.path == "/nobody").unwrap();
+    assert_eq!((nobody.status, nobody.user.as_deref()), (401, None));
+    assert_eq!(
+        log[5].conn, log[0].conn,
+        "alice's connection reused: {log:#?}"
+    );
+}
+
+#[test]
+fn location_trusted_lets_credentials_follow_a_redirect() {
+    let b = nginx_basic();
+    let a = Nginx::start(NginxOptions::new().redirect("/go", 302, &b.http_url("/basic/echo")));
+    let run = ferry(&["-L", "-u", "alice:Wonder-land", &a.http_url("/go")]).ok();
+    assert!(run.out().contains("401"), "{}", run.describe());
+    assert_eq!(b.wait_log_lines(1)[0].authorization, "");
+    let run = ferry(&[
+        "-L",
+        "--location-trusted",
+        "-u",
+        "alice:Wonder-land",
+        &a.http_url("/go"),
+    ])
+    .ok();
+    assert_eq!(run.out(), "alice");
+    assert_eq!(b.wait_log_lines(2)[1].authorization, ALICE_BASIC);
+}
+
+fn write_credentials(dir: &TempDir, name: &str, mode: u32) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, "CORP\\alice:Secret1\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path_str(&path)
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_str().expect("utf-8 temp path").to_owned()
+}
+
+#[test]
+fn default_credentials_file_must_be_private() {
+    let server = ntlm_server();
+    let dir = TempDir::new("cli-creds");
+    let url = format!("http://localhost:{}/ambient", server.port());
+    for mode in [0o644, 0o640, 0o660, 0o604] {
+        let file = write_credentials(&dir, &format!("creds-{mode:o}"), mode);
+        let run = ferry(&["--default-credentials", &file, &url]);
+        assert_ne!(run.code, 0, "mode {mode:o}: {}", run.describe());
+        assert!(
+            run.stderr.starts_with("ferry: (") && run.stderr.lines().count() == 1,
+            "one error line: {}",
+            run.describe()
+        );
+        assert!(run.stdout.is_empty(), "{}", run.describe());
+    }
+    assert!(
+        server.log().is_empty(),
+        "nothing was sent: {:?}",
+        server.log()
+    );
+}
+
+#[test]
+fn default_credentials_follow_the_autologon_level() {
+    let server = ntlm_server();
+    let dir = TempDir::new("cli-creds");
+    let file = write_credentials(&dir, "creds", 0o600);
+    let intranet = format!("http://localhost:{}/ambient", server.port());
+    let run = ferry(&[
+        "--default-credentials",
+        &file,
+        "--autologon",
+        "medium",
+        &intranet,
+    ])
+    .ok();
+    assert_eq!(run.out(), "hello CORP\\alice", "{}", server.stderr());
+    // The default level is medium.
+    let run = ferry(&["--default-credentials", &file, &intranet]).ok();
+    assert_eq!(run.out(), "hello CORP\\alice");
+    // Each ambient run: the challenge, then type 1 and type 3 on one connection.
+    let before = 6;
+    assert_eq!(server.wait_log_lines(before).len(), before);
+    // Not to an IP address at medium, nowhere at high.
+    let by_ip = server.url("/ambient-ip");
+    for (level, url) in [("medium", by_ip.as_str()), ("high", intranet.as_str())] {
+        let run = ferry(&["--default-credentials", &file, "--autologon", level, url]).ok();
+        assert!(!run.out().contains("hello"), "{level}: {}", run.describe());
+    }
+    // Low: anywhere.
+    let run = ferry(&["--default-credentials", &file, "--autologon", "low", &by_ip]).ok();
+    assert_eq!(run.out(), "hello CORP\\alice");
+    let log = server.wait_log_lines(before + 2);
+    let refused = &log[before..before + 2];
+    assert!(
+        refused.iter().all(|l| l.auth == "none" && l.status == 401),
+        "no NTLM message where the level forbids it: {log:#?}"
+    );
+    // An unknown level is a usage error.
+    let run = ferry(&[
+        "--default-credentials",
+        &file,
+        "--autologon",
+        "maybe",
+        &intranet,
+    ]);
+    assert_eq!(run.code, 2, "{}", run.describe());
+}
