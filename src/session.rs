@@ -1062,6 +1062,7 @@ impl Session {
                 deadline,
                 parse: sh.parse,
                 limits: sh.limits,
+                shared: sh,
             };
             let (s, b) = tunnel::open_tunnel(stream, &request)?;
             stream = s;

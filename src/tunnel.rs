@@ -3,6 +3,8 @@
 //! ferry-proxy's; the mechanisms are ferry-auth's.
 use crate::auth::{self, Answer, Challenged, DigestCache};
 use crate::error::Error;
+use crate::event::Event;
+use crate::session::Shared;
 use ferry_auth::policy::Origin;
 use ferry_auth::{basic, AuthPolicy, Credentials, Identity, NtlmBound, Scheme, SchemeSet};
 use ferry_http::io::{Conn, Stream, Timeouts};
@@ -84,6 +86,8 @@ pub(crate) struct TunnelRequest<'a> {
     pub(crate) deadline: Option<Instant>,
     pub(crate) parse: ParseConfig,
     pub(crate) limits: Limits,
+    /// Reports the CONNECT heads (for `-v`).
+    pub(crate) shared: &'a Shared,
 }
 
 /// Runs CONNECT on `stream` (a connection to the proxy) until the tunnel is up, answering 407
@@ -109,6 +113,7 @@ pub(crate) fn open_tunnel(
         if !write_connect_request(t.host, t.port, t.user_agent, authz, &mut out) {
             return Err(Error::Url("host cannot be written in a CONNECT request"));
         }
+        t.shared.emit(&Event::RequestHead(&out));
         conn.write_all(&out)?;
         let mut parser = HeadParser::new(t.parse, t.limits, false);
         let head = loop {
@@ -117,6 +122,12 @@ pub(crate) fn open_tunnel(
                 Some(Parsed::Interim(_)) | None => continue,
             }
         };
+        t.shared.emit(&Event::ResponseHead {
+            version: head.version,
+            status: head.status,
+            reason: &head.reason,
+            headers: &head.headers,
+        });
         match tunnel_reply(head.status) {
             TunnelReply::Established => {
                 let (stream, rest) = conn.into_parts();
