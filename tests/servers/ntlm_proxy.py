@@ -342,7 +342,7 @@ class Handler(BaseHTTPRequestHandler):
             data = resp.read(MAX_RESPONSE_BODY + 1)
             if len(data) > MAX_RESPONSE_BODY:
                 raise OSError("origin response body too large")
-            status = resp.status
+            status, reason = resp.status, resp.reason
             # A HEAD answer keeps the origin's Content-Length (it describes a body not sent).
             keep_length = self.command == "HEAD"
             headers = [
@@ -359,7 +359,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         if not any(k.lower() == "content-type" for k, _ in headers):
             headers.append(("Content-Type", "application/octet-stream"))
-        self.send_response(status)
+        # The origin's own status line and headers (Server, Date, ...), not the proxy's.
+        self.send_response_only(status, reason)
         for k, v in headers:
             self.send_header(k, v)
         if not (status < 200 or status in (204, 304) or keep_length):

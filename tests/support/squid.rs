@@ -37,7 +37,7 @@
 //! Needs Debian's `squid` package (`/usr/sbin/squid`, helpers in `/usr/lib/squid`), installed by
 //! `scripts/test.sh`; the squid service is never used.
 
-use super::nginx::{apr1_hash, read_lossy, running_as_root, stop_child};
+use super::nginx::{apr1_hash, read_lossy, running_as_root};
 use super::{find_executable, poll, TempDir};
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
@@ -239,15 +239,16 @@ pub fn squid_version() -> String {
         .to_owned()
 }
 
-/// uid and gid of the `proxy` user (Debian's squid user), from /etc/passwd.
-fn proxy_user_ids() -> (u32, u32) {
+/// Name, uid and gid of the user squid runs as when started by root: Debian's `proxy` (or
+/// `nobody`), from /etc/passwd.
+fn squid_user() -> (&'static str, u32, u32) {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     for user in ["proxy", "nobody"] {
         for line in passwd.lines() {
             let f: Vec<&str> = line.split(':').collect();
             if f.len() >= 4 && f[0] == user {
                 if let (Ok(uid), Ok(gid)) = (f[2].parse(), f[3].parse()) {
-                    return (uid, gid);
+                    return (user, uid, gid);
                 }
             }
         }
@@ -280,7 +281,7 @@ fn config(opts: &SquidOptions, dir: &Path, port: u16) -> String {
     let _ = writeln!(c, "http_port 127.0.0.1:{port}");
     let _ = writeln!(c, "pid_filename {}", d("squid.pid"));
     if running_as_root() {
-        c.push_str("cache_effective_user proxy\n");
+        let _ = writeln!(c, "cache_effective_user {}", squid_user().0);
     }
     c.push_str(
         "cache deny all\n\
@@ -374,8 +375,8 @@ enum Attempt {
     PortTaken,
 }
 
-/// A running squid. Dropping it stops squid (SIGTERM, then SIGKILL after 5 s) and removes its
-/// directory; if the test is panicking, cache.log is printed first.
+/// A running squid. Dropping it kills squid and its helpers (SIGKILL: see `kill_squid`) and
+/// removes its directory; if the test is panicking, cache.log is printed first.
 #[derive(Debug)]
 pub struct Squid {
     child: Option<Child>,
@@ -400,7 +401,8 @@ impl Squid {
                 let _ = std::fs::remove_file(dir.join(f));
             }
             if running_as_root() {
-                chown_recursive(dir.path(), proxy_user_ids());
+                let (_, uid, gid) = squid_user();
+                chown_recursive(dir.path(), (uid, gid));
             }
             match Self::try_start(&bin, dir.path(), port) {
                 Attempt::Up(child) => {
@@ -469,7 +471,7 @@ impl Squid {
             Some(Ok(())) => Attempt::Up(child),
             Some(Err(status)) => {
                 let log = logs();
-                stop_child(&mut child);
+                kill_squid(&mut child);
                 if log.contains("Address already in use") {
                     return Attempt::PortTaken;
                 }
@@ -479,7 +481,7 @@ impl Squid {
                 }
             }
             None => {
-                stop_child(&mut child);
+                kill_squid(&mut child);
                 panic!(
                     "squid did not accept on {addr} within {START_TIMEOUT:?}\n{}",
                     logs()
@@ -541,6 +543,41 @@ impl Squid {
     }
 }
 
+/// The pids of `ppid`'s children (squid's auth helpers), from /proc.
+fn children_of(ppid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                == Some(ppid)
+        })
+        .collect()
+}
+
+/// Stops squid at once: SIGKILL for squid and its helpers. A graceful SIGTERM costs about 2 s
+/// (squid's shutdown runs on its 1 s event ticks even with `shutdown_lifetime 0`), and there is
+/// nothing to save: the access log is written unbuffered, line by line.
+fn kill_squid(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let helpers = children_of(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    for pid in helpers {
+        // `sh`'s builtin `kill`: procps' /usr/bin/kill is not on every minimal image.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -KILL {pid} 2>/dev/null"))
+            .status();
+    }
+}
+
 impl Drop for Squid {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -552,7 +589,7 @@ impl Drop for Squid {
             );
         }
         if let Some(mut child) = self.child.take() {
-            stop_child(&mut child);
+            kill_squid(&mut child);
         }
     }
 }
