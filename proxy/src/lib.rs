@@ -18,7 +18,7 @@ pub mod explain;
 pub mod route;
 
 pub use bypass::{BypassList, NoProxy, WinHttpBypass};
-pub use config::{ProxyConfig, ProxyEndpoint, ProxyScheme, ProxySource};
+pub use config::{ProxyConfig, ProxyEndpoint, ProxyScheme, ProxySource, HTTPOXY_REASON};
 pub use error::ProxyError;
 pub use explain::{explain, ExplainInput, ProxyPolicy};
-pub use route::{choose_route, Decision, Route};
+pub use route::{choose_route, route_host, Decision, Route};
