@@ -1,1 +1,1621 @@
-//! (in progress)
+//! One resumable download of one URL to one local path, validated so that the result never
+//! differs from the server's entity (invariant I8).
+//!
+//! ```text
+//!  dest = dir/NAME
+//!  dir/.NAME.ferry-part    data, written at each piece's local offset (umask mode, never wider)
+//!  dir/.NAME.ferry-state   sidecar: validator + per-piece progress, replaced atomically
+//!
+//!  load sidecar ──► pieces ──► for each piece: request ──► classify ──► write body ──► checkpoint
+//!                                   ▲                        │
+//!                                   └── retry after delay ◄──┤ transient (network, 408/429/5xx)
+//!                                   └── restart from 0   ◄──┤ entity changed (200 to If-Range)
+//!  all pieces done ──► verify length (+ SHA-256) ──► fsync ──► rename to dest ──► rm sidecar
+//! ```
+//!
+//! Rules, where each decision is made below:
+//! 1. The first response's validator (strong ETag, Last-Modified, length) is stored. A resume
+//!    sends `Range: bytes=N-` and `If-Range` (the strong ETag, else Last-Modified).
+//! 2. A 206 is appended only when its `Content-Range` starts exactly at N, ends within what was
+//!    asked, and states the stored length; its own ETag, when present, must match.
+//! 3. A 200 to a range request means the entity changed: the partial data is truncated and
+//!    the 200 body is written from offset 0 (never appended). When the validator did *not*
+//!    change, the server ignores ranges: an error, unless dynamic content is allowed.
+//! 4. A mismatched `Content-Range` restarts from zero; a 416 re-validates with HEAD (the file
+//!    may already be complete) and otherwise restarts. Restarts are bounded.
+//! 5. Without a usable validator a partial file cannot be trusted: it restarts from zero.
+//! 6. Data is fsynced and the sidecar rewritten at least every `checkpoint_bytes` or
+//!    `checkpoint_interval`, so a kill re-downloads at most one interval.
+//! 7. The destination appears only by `rename(2)` of a complete, verified file.
+//!
+//! Time is injected through [`Clock`]: retry delays and checkpoint intervals are measured on
+//! it, never on the wall clock.
+
+use crate::fetch::{classify_status, ErrorClass, Fetch, FetchError, FetchHead, FetchRequest};
+use crate::range::{ByteRange, ContentRange};
+use crate::throttle::TokenBucket;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use url::Url;
+
+/// Default checkpoint distance in bytes (issue 5: at least every 1 MiB).
+pub const CHECKPOINT_BYTES: u64 = 1 << 20;
+/// Default checkpoint interval (issue 5: at least every second).
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// The first retry delay (curl's `--retry`: 1 s, doubling).
+pub const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// The longest retry delay (curl: 10 minutes).
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
+/// Entity changes or inconsistent answers tolerated in one run before giving up.
+pub const MAX_RESTARTS: u32 = 3;
+/// Bytes read from a body per system call.
+pub const BUFFER: usize = 96 * 1024;
+/// The smallest slice a segment gets: smaller files use one connection.
+pub const MIN_SEGMENT: u64 = 1 << 20;
+/// The most segments (connections) for one file.
+pub const MAX_SEGMENTS: usize = 16;
+/// Largest sidecar accepted when loading (it holds a few lines per piece).
+const MAX_SIDECAR: u64 = 1 << 20;
+
+/// A clock: now, and sleeping. The engine reads time only through it.
+pub trait Clock: Send + Sync {
+    /// The current monotonic time.
+    fn now(&self) -> Instant;
+    /// Waits `d`.
+    fn sleep(&self, d: Duration);
+}
+
+/// The real monotonic clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}
+
+/// What identifies one version of the remote entity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validator {
+    /// `ETag` as sent (with quotes, `W/` for weak).
+    pub etag: Option<String>,
+    /// `Last-Modified` as sent.
+    pub last_modified: Option<String>,
+    /// The complete length, when known.
+    pub length: Option<u64>,
+}
+
+/// Whether a header value may be stored in the sidecar and echoed in `If-Range`: visible ASCII
+/// and spaces only, bounded.
+fn storable(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 1024 && v.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+impl Validator {
+    /// The validator a response head states (length from `Content-Range`'s complete length, or
+    /// `Content-Length` of a 200).
+    pub fn from_head(head: &FetchHead) -> Validator {
+        let text = |name: &str| head.header(name).filter(|v| storable(v)).map(str::to_owned);
+        let length = match head.status {
+            206 => head
+                .header("content-range")
+                .and_then(|v| ContentRange::parse(v).ok())
+                .and_then(|c| c.complete()),
+            _ => head
+                .header("content-length")
+                .and_then(|v| v.trim().parse::<u64>().ok()),
+        };
+        Validator {
+            etag: text("etag"),
+            last_modified: text("last-modified"),
+            length,
+        }
+    }
+
+    /// The strong ETag, if any (a weak one cannot be used with `If-Range`, RFC 9110 §13.1.5).
+    pub fn strong_etag(&self) -> Option<&str> {
+        self.etag.as_deref().filter(|e| !e.starts_with("W/"))
+    }
+
+    /// The `If-Range` value: the strong ETag, else Last-Modified.
+    pub fn if_range(&self) -> Option<String> {
+        self.strong_etag()
+            .or(self.last_modified.as_deref())
+            .map(str::to_owned)
+    }
+
+    /// Whether a resume can be validated at all.
+    pub fn is_usable(&self) -> bool {
+        self.if_range().is_some()
+    }
+
+    /// Whether `other` is the same entity, as far as both can tell. Unknown is "no".
+    pub fn same_entity(&self, other: &Validator) -> bool {
+        if let (Some(a), Some(b)) = (self.length, other.length) {
+            if a != b {
+                return false;
+            }
+        }
+        match (self.strong_etag(), other.strong_etag()) {
+            (Some(a), Some(b)) => return a == b,
+            (Some(_), None) | (None, Some(_)) => {}
+            (None, None) => {}
+        }
+        match (&self.last_modified, &other.last_modified) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// Whether `other` contradicts this validator (a field both know differs).
+    pub fn contradicts(&self, other: &Validator) -> bool {
+        let differ =
+            |a: Option<&str>, b: Option<&str>| matches!((a, b), (Some(a), Some(b)) if a != b);
+        differ(self.strong_etag(), other.strong_etag())
+            || (self.strong_etag().is_none()
+                && differ(
+                    self.last_modified.as_deref(),
+                    other.last_modified.as_deref(),
+                ))
+            || matches!((self.length, other.length), (Some(a), Some(b)) if a != b)
+    }
+}
+
+/// One slice of the remote entity and where it goes in the local file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    /// First remote byte.
+    pub start: u64,
+    /// One past the last remote byte, when known.
+    pub end: Option<u64>,
+    /// Local file offset of `start`.
+    pub offset: u64,
+    /// Bytes of this piece written (and, in a loaded sidecar, durably checkpointed).
+    pub done: u64,
+}
+
+impl Piece {
+    /// The piece's length, when known.
+    pub fn len(&self) -> Option<u64> {
+        self.end.map(|e| e.saturating_sub(self.start))
+    }
+
+    /// Whether the piece is known to be empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
+
+    /// Whether every byte of the piece is written.
+    pub fn is_complete(&self) -> bool {
+        self.len().is_some_and(|l| self.done >= l)
+    }
+}
+
+/// What the sidecar records: the validator, whether the server said it serves ranges, and the
+/// pieces with their progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// The entity's validator.
+    pub validator: Validator,
+    /// The first response had `Accept-Ranges: bytes` (or was a 206).
+    pub accept_ranges: bool,
+    /// The pieces, in local order.
+    pub pieces: Vec<Piece>,
+}
+
+const SIDECAR_MAGIC: &str = "ferry-state 1";
+
+impl State {
+    /// The sidecar text. Values are storable ASCII (see [`Validator::from_head`]), one per line.
+    pub fn to_text(&self) -> String {
+        let mut s = format!("{SIDECAR_MAGIC}\n");
+        if let Some(e) = &self.validator.etag {
+            s.push_str(&format!("etag {e}\n"));
+        }
+        if let Some(l) = &self.validator.last_modified {
+            s.push_str(&format!("last-modified {l}\n"));
+        }
+        if let Some(n) = self.validator.length {
+            s.push_str(&format!("length {n}\n"));
+        }
+        if self.accept_ranges {
+            s.push_str("accept-ranges bytes\n");
+        }
+        for p in &self.pieces {
+            let end = p.end.map_or_else(|| "-".to_owned(), |e| e.to_string());
+            s.push_str(&format!(
+                "piece {} {end} {} {}\n",
+                p.start, p.offset, p.done
+            ));
+        }
+        s.push_str("end\n");
+        s
+    }
+
+    /// Parses sidecar text; `None` for anything unexpected (the caller then starts over, which
+    /// is always safe). A sidecar cut short by a crash lacks its `end` line and is refused.
+    pub fn parse(text: &str) -> Option<State> {
+        let mut lines = text.lines();
+        if lines.next()? != SIDECAR_MAGIC {
+            return None;
+        }
+        let mut st = State::default();
+        let num = |s: &str| -> Option<u64> {
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        };
+        for line in lines {
+            let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+            match key {
+                "etag" if storable(value) => st.validator.etag = Some(value.to_owned()),
+                "last-modified" if storable(value) => {
+                    st.validator.last_modified = Some(value.to_owned())
+                }
+                "length" => st.validator.length = Some(num(value)?),
+                "accept-ranges" => st.accept_ranges = value == "bytes",
+                "piece" => {
+                    let f: Vec<&str> = value.split(' ').collect();
+                    let [start, end, offset, done] = f[..] else {
+                        return None;
+                    };
+                    let end = if end == "-" { None } else { Some(num(end)?) };
+                    let p = Piece {
+                        start: num(start)?,
+                        end,
+                        offset: num(offset)?,
+                        done: num(done)?,
+                    };
+                    if p.end.is_some_and(|e| e < p.start || p.done > e - p.start) {
+                        return None;
+                    }
+                    st.pieces.push(p);
+                }
+                "end" => return (!st.pieces.is_empty()).then_some(st),
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// Total bytes written over all pieces.
+    pub fn done(&self) -> u64 {
+        self.pieces
+            .iter()
+            .fold(0u64, |a, p| a.saturating_add(p.done))
+    }
+
+    /// Total bytes expected, when every piece's length is known.
+    pub fn total(&self) -> Option<u64> {
+        self.pieces
+            .iter()
+            .try_fold(0u64, |a, p| p.len().and_then(|l| a.checked_add(l)))
+    }
+
+    /// Whether the pieces map the entity onto the file byte for byte (offset == start,
+    /// contiguous from 0): a whole-file download, possibly in segments.
+    pub fn is_identity(&self) -> bool {
+        let mut next = 0u64;
+        let last = self.pieces.len().saturating_sub(1);
+        for (i, p) in self.pieces.iter().enumerate() {
+            if p.start != next || p.offset != p.start {
+                return false;
+            }
+            match p.end {
+                Some(e) => next = e,
+                None => return i == last,
+            }
+        }
+        true
+    }
+}
+
+/// The pieces for a list of ranges: concatenated in the order given. Overlapping ranges are
+/// refused, and only the last range may be open-ended.
+pub fn pieces_for_ranges(ranges: &[ByteRange]) -> Result<Vec<Piece>, DownloadError> {
+    let mut pieces = Vec::with_capacity(ranges.len());
+    let mut offset = 0u64;
+    for (i, r) in ranges.iter().enumerate() {
+        let end = match r.end {
+            Some(e) => Some(e.checked_add(1).ok_or(DownloadError::BadOptions(
+                "a range ends beyond the largest offset",
+            ))?),
+            None if i + 1 == ranges.len() => None,
+            None => {
+                return Err(DownloadError::BadOptions(
+                    "only the last range may be open-ended",
+                ))
+            }
+        };
+        for q in &ranges[..i] {
+            let q_end = q.end.map_or(u64::MAX, |e| e.saturating_add(1));
+            let r_end = end.unwrap_or(u64::MAX);
+            if r.start < q_end && q.start < r_end {
+                return Err(DownloadError::BadOptions("ranges overlap"));
+            }
+        }
+        pieces.push(Piece {
+            start: r.start,
+            end,
+            offset,
+            done: 0,
+        });
+        if let Some(e) = end {
+            offset = offset.saturating_add(e - r.start);
+        }
+    }
+    Ok(pieces)
+}
+
+/// Splits `[0, length)` into `n` contiguous pieces (the last takes the remainder).
+pub fn split_segments(length: u64, n: usize) -> Vec<Piece> {
+    let n = (n.max(1) as u64).min(length.max(1));
+    let size = length / n;
+    (0..n)
+        .map(|i| {
+            let start = i * size;
+            let end = if i + 1 == n { length } else { start + size };
+            Piece {
+                start,
+                end: Some(end),
+                offset: start,
+                done: 0,
+            }
+        })
+        .collect()
+}
+
+/// How a download behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Checkpoint at least every this many bytes.
+    pub checkpoint_bytes: u64,
+    /// Checkpoint at least this often (while bytes arrive).
+    pub checkpoint_interval: Duration,
+    /// Retries after transient errors (curl's `--retry`); an attempt that made progress does
+    /// not use one up.
+    pub retries: u32,
+    /// The first retry delay; it doubles up to [`Options::max_retry_delay`]. `Retry-After`
+    /// replaces it when the server sends one.
+    pub retry_delay: Duration,
+    /// The longest retry delay.
+    pub max_retry_delay: Duration,
+    /// Restart from zero instead of failing when the server cannot resume.
+    pub allow_dynamic: bool,
+    /// Rate cap in bytes per second (0: none).
+    pub rate_limit: u64,
+    /// Connections for a whole-file download of a large file with range support.
+    pub segments: usize,
+    /// Smallest segment.
+    pub min_segment: u64,
+    /// Expected SHA-256 of the whole result.
+    pub sha256: Option<[u8; 32]>,
+    /// Ranges to fetch, concatenated in this order (empty: the whole file).
+    pub ranges: Vec<ByteRange>,
+    /// Extra request header fields.
+    pub headers: Vec<(String, String)>,
+    /// Write into the destination itself and resume from its size (curl's `-C -`): no
+    /// temporary file, no rename.
+    pub in_place: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            checkpoint_bytes: CHECKPOINT_BYTES,
+            checkpoint_interval: CHECKPOINT_INTERVAL,
+            retries: 0,
+            retry_delay: RETRY_DELAY,
+            max_retry_delay: MAX_RETRY_DELAY,
+            allow_dynamic: false,
+            rate_limit: 0,
+            segments: 1,
+            min_segment: MIN_SEGMENT,
+            sha256: None,
+            ranges: Vec::new(),
+            headers: Vec::new(),
+            in_place: false,
+        }
+    }
+}
+
+/// What happened during a download, for a progress display.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// Transfer starts (or resumes at `done`).
+    Started {
+        /// Bytes already on disk (from a checkpoint).
+        done: u64,
+        /// Bytes expected, when known.
+        total: Option<u64>,
+    },
+    /// Bytes arrived.
+    Progress {
+        /// Bytes on disk so far.
+        done: u64,
+        /// Bytes expected, when known.
+        total: Option<u64>,
+    },
+    /// The partial data was thrown away.
+    Restarted {
+        /// Why.
+        reason: &'a str,
+    },
+    /// A transient failure; the next attempt comes after `delay`.
+    Retrying {
+        /// The failure.
+        error: &'a FetchError,
+        /// The wait before the next attempt.
+        delay: Duration,
+    },
+    /// A checkpoint was written.
+    Checkpoint {
+        /// Bytes durably on disk.
+        done: u64,
+    },
+}
+
+/// What a finished download reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Bytes in the result.
+    pub total: u64,
+    /// Bytes already on disk when this run began (from a checkpoint).
+    pub resumed_from: u64,
+    /// Body bytes written by this run (a restart counts its discarded bytes too).
+    pub fetched: u64,
+    /// Times the partial data was discarded.
+    pub restarts: u32,
+    /// Retries after transient failures.
+    pub retries: u32,
+    /// Requests made.
+    pub requests: u32,
+    /// Connections used at once (1 unless segmented).
+    pub segments: usize,
+}
+
+/// Why a download failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DownloadError {
+    /// A request failed for good (final), or the retries ran out (transient).
+    Fetch(FetchError),
+    /// The partial file cannot be resumed: the server ignores ranges (BITS
+    /// `BG_E_INSUFFICIENT_RANGE_SUPPORT`).
+    NoRangeSupport,
+    /// A requested range lies outside the file.
+    RangeNotSatisfiable,
+    /// The server kept answering inconsistently (changed entity, wrong `Content-Range`).
+    Inconsistent(&'static str),
+    /// The result's SHA-256 differs from the one expected; nothing was kept.
+    Checksum {
+        /// The expected digest (hex).
+        expected: String,
+        /// The digest of what arrived (hex).
+        actual: String,
+    },
+    /// A local file operation failed.
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+    /// The options cannot work together.
+    BadOptions(&'static str),
+}
+
+impl DownloadError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DownloadError::Fetch(e) if e.is_transient())
+    }
+
+    /// The HTTP status behind the failure, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            DownloadError::Fetch(e) => e.status,
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DownloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DownloadError::Fetch(e) => e.fmt(f),
+            DownloadError::NoRangeSupport => f.write_str(
+                "the server does not support byte ranges, so the download cannot resume",
+            ),
+            DownloadError::RangeNotSatisfiable => {
+                f.write_str("a requested range lies outside the file (416)")
+            }
+            DownloadError::Inconsistent(why) => {
+                write!(f, "the server answers inconsistently: {why}")
+            }
+            DownloadError::Checksum { expected, actual } => {
+                write!(f, "SHA-256 mismatch: expected {expected}, got {actual}")
+            }
+            DownloadError::Io { what, source } => write!(f, "{what}: {source}"),
+            DownloadError::BadOptions(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for DownloadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DownloadError::Io { source, .. } => Some(source),
+            DownloadError::Fetch(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> DownloadError {
+    move |source| DownloadError::Io { what, source }
+}
+
+/// A bounded hidden name beside `dest`: `.NAME.SUFFIX`, or a digest of NAME when too long.
+fn side_path(dest: &Path, suffix: &str) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let side = if name.len() + suffix.len() + 2 <= crate::disposition::MAX_NAME {
+        format!(".{name}.{suffix}")
+    } else {
+        let digest = Sha256::digest(name.as_bytes());
+        format!(".ferry-{}.{suffix}", hex(&digest[..12]))
+    };
+    match dest.parent() {
+        Some(p) => p.join(side),
+        None => PathBuf::from(side),
+    }
+}
+
+/// The temporary data file beside `dest`.
+pub fn temp_path(dest: &Path) -> PathBuf {
+    side_path(dest, "ferry-part")
+}
+
+/// The sidecar state file beside `dest`.
+pub fn state_path(dest: &Path) -> PathBuf {
+    side_path(dest, "ferry-state")
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses 64 hex digits into a SHA-256 digest.
+pub fn parse_sha256(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Reads the sidecar beside `dest`, if there is a valid one.
+pub fn load_state(dest: &Path) -> Option<State> {
+    let path = state_path(dest);
+    let f = File::open(path).ok()?;
+    let mut text = String::new();
+    f.take(MAX_SIDECAR).read_to_string(&mut text).ok()?;
+    State::parse(&text)
+}
+
+/// Writes the sidecar beside `dest` atomically (temp file, fsync, rename), mode 0600 minus the
+/// umask: it may name the server's validators, which are nobody else's business.
+pub fn save_state(dest: &Path, state: &State) -> io::Result<()> {
+    let path = state_path(dest);
+    let tmp = side_path(dest, "ferry-state.new");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(state.to_text().as_bytes())?;
+    f.sync_data()?;
+    drop(f);
+    std::fs::rename(&tmp, &path)
+}
+
+/// Removes the sidecar (and a leftover half-written one).
+pub fn remove_state(dest: &Path) {
+    let _ = std::fs::remove_file(state_path(dest));
+    let _ = std::fs::remove_file(side_path(dest, "ferry-state.new"));
+}
+
+/// fsyncs the directory holding `path`, so a rename in it is durable.
+fn sync_dir(path: &Path) {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// An observer of [`Event`]s.
+pub type Observer = Box<dyn Fn(&Event<'_>) + Send + Sync>;
+
+/// One download: a URL, a destination, options, a clock and an optional observer.
+pub struct Download {
+    url: Url,
+    dest: PathBuf,
+    opts: Options,
+    clock: Box<dyn Clock>,
+    observer: Option<Observer>,
+}
+
+impl fmt::Debug for Download {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Download")
+            .field("url", &self.url.as_str())
+            .field("dest", &self.dest)
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why one request (attempt) stopped.
+enum Stop {
+    Transient(FetchError),
+    Final(DownloadError),
+    /// Throw the partial data away and start over.
+    Restart(&'static str),
+    /// Another segment asked everyone to stop.
+    Aborted,
+}
+
+impl From<DownloadError> for Stop {
+    fn from(e: DownloadError) -> Stop {
+        Stop::Final(e)
+    }
+}
+
+/// Mutable run state shared by the segments.
+struct Inner {
+    state: State,
+    bucket: TokenBucket,
+    ckpt_at: Instant,
+    since_ckpt: u64,
+    report: Report,
+}
+
+/// One run over an open data file.
+struct Run<'a, F> {
+    dl: &'a Download,
+    fetch: &'a F,
+    file: File,
+    inner: Mutex<Inner>,
+    abort: AtomicBool,
+}
+
+impl Download {
+    /// A download of `url` to `dest` with default options and the system clock.
+    pub fn new(url: Url, dest: impl Into<PathBuf>) -> Download {
+        Download {
+            url,
+            dest: dest.into(),
+            opts: Options::default(),
+            clock: Box::new(SystemClock),
+            observer: None,
+        }
+    }
+
+    /// Sets the options.
+    pub fn options(mut self, opts: Options) -> Download {
+        self.opts = opts;
+        self
+    }
+
+    /// Sets the clock (tests inject a fake one).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Download {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    /// Sets the observer of progress events.
+    pub fn observer(mut self, f: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Download {
+        self.observer = Some(Box::new(f));
+        self
+    }
+
+    /// The destination path.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Where the data goes until complete.
+    pub fn data_path(&self) -> PathBuf {
+        if self.opts.in_place {
+            self.dest.clone()
+        } else {
+            temp_path(&self.dest)
+        }
+    }
+
+    fn emit(&self, e: &Event<'_>) {
+        if let Some(f) = &self.observer {
+            f(e);
+        }
+    }
+
+    /// Runs the download over one connection at a time.
+    pub fn run<F: Fetch>(&self, fetch: &F) -> Result<Report, DownloadError> {
+        let result = self.prepare(fetch).and_then(|run| {
+            run.single()?;
+            run.finish()
+        });
+        self.cleanup_on_error(result)
+    }
+
+    /// After a failure with nothing worth resuming on disk, removes this download's own
+    /// temporary files (and never anything else).
+    fn cleanup_on_error(
+        &self,
+        result: Result<Report, DownloadError>,
+    ) -> Result<Report, DownloadError> {
+        if result.is_err() && !self.opts.in_place {
+            let empty = load_state(&self.dest).is_none_or(|st| st.done() == 0);
+            if empty {
+                let _ = std::fs::remove_file(temp_path(&self.dest));
+                remove_state(&self.dest);
+            }
+        }
+        result
+    }
+
+    /// Runs the download with up to [`Options::segments`] connections at once when the file is
+    /// large and the server supports ranges; otherwise like [`Download::run`].
+    pub fn run_segmented<F>(&self, fetch: &F) -> Result<Report, DownloadError>
+    where
+        F: Fetch + Sync,
+    {
+        let result = self.prepare(fetch).and_then(|run| self.segmented(run));
+        self.cleanup_on_error(result)
+    }
+
+    fn segmented<F: Fetch + Sync>(&self, run: Run<'_, F>) -> Result<Report, DownloadError> {
+        let fresh = {
+            let g = run.lock();
+            g.state.done() == 0 && g.state.pieces.len() == 1
+        };
+        let want = self.opts.segments.clamp(1, MAX_SEGMENTS);
+        if fresh && want > 1 && self.opts.ranges.is_empty() && !self.opts.in_place {
+            run.probe_segments(want);
+        }
+        if run.lock().state.pieces.len() > 1 {
+            match run.parallel() {
+                Ok(()) => {}
+                Err(Stop::Restart(why)) => {
+                    // The entity changed under the segments: start over on one connection.
+                    run.restart(why)?;
+                }
+                Err(Stop::Final(e)) => return Err(e),
+                Err(Stop::Transient(e)) => return Err(DownloadError::Fetch(e)),
+                Err(Stop::Aborted) => return Err(DownloadError::Inconsistent("segments stopped")),
+            }
+        }
+        run.single()?;
+        run.finish()
+    }
+
+    /// Opens the data file and loads or creates the state.
+    fn prepare<'a, F: Fetch>(&'a self, fetch: &'a F) -> Result<Run<'a, F>, DownloadError> {
+        let opts = &self.opts;
+        if opts.in_place && !opts.ranges.is_empty() {
+            return Err(DownloadError::BadOptions(
+                "resuming in place cannot be combined with ranges",
+            ));
+        }
+        let wanted = if opts.ranges.is_empty() {
+            vec![Piece {
+                start: 0,
+                end: None,
+                offset: 0,
+                done: 0,
+            }]
+        } else {
+            pieces_for_ranges(&opts.ranges)?
+        };
+        let data = self.data_path();
+        // The umask applies to 0o666 (OpenOptions' default): never wider than the user allows.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&data)
+            .map_err(io_err("cannot open the data file"))?;
+        let on_disk = file
+            .metadata()
+            .map_err(io_err("cannot stat the data file"))?
+            .len();
+        let loaded = load_state(&self.dest);
+        let mut restarted = None;
+        let state = if opts.in_place {
+            // curl's -C -: the file's size is the offset; the sidecar may know a validator.
+            let st = loaded.unwrap_or_default();
+            State {
+                validator: st.validator.clone(),
+                accept_ranges: true,
+                pieces: vec![Piece {
+                    start: 0,
+                    end: None,
+                    offset: 0,
+                    done: on_disk,
+                }],
+            }
+        } else {
+            match loaded {
+                Some(st) if self.state_fits(&st, &wanted, on_disk) => st,
+                Some(_) => {
+                    restarted = Some("the saved state does not match this download");
+                    State {
+                        pieces: wanted,
+                        ..State::default()
+                    }
+                }
+                None => {
+                    if on_disk > 0 {
+                        restarted = Some("no saved state for the partial data");
+                    }
+                    State {
+                        pieces: wanted,
+                        ..State::default()
+                    }
+                }
+            }
+        };
+        let now = self.clock.now();
+        let run = Run {
+            dl: self,
+            fetch,
+            file,
+            inner: Mutex::new(Inner {
+                bucket: TokenBucket::new(opts.rate_limit, (opts.rate_limit / 4).max(16 * 1024)),
+                ckpt_at: now,
+                since_ckpt: 0,
+                report: Report {
+                    resumed_from: state.done(),
+                    segments: 1,
+                    ..Report::default()
+                },
+                state,
+            }),
+            abort: AtomicBool::new(false),
+        };
+        if let Some(why) = restarted {
+            run.reset(why)?;
+            run.lock().report.restarts = 0;
+        }
+        {
+            let mut g = run.lock();
+            g.report.resumed_from = g.state.done();
+        }
+        let (done, total) = {
+            let g = run.lock();
+            (g.state.done(), g.state.total())
+        };
+        self.emit(&Event::Started { done, total });
+        Ok(run)
+    }
+
+    /// Whether a loaded sidecar describes this download and its data file.
+    fn state_fits(&self, st: &State, wanted: &[Piece], on_disk: u64) -> bool {
+        let layout_ok = if self.opts.ranges.is_empty() {
+            st.is_identity()
+        } else {
+            st.pieces.len() == wanted.len()
+                && st.pieces.iter().zip(wanted).all(|(a, b)| {
+                    a.start == b.start
+                        && a.offset == b.offset
+                        && (a.end == b.end || b.end.is_none())
+                })
+        };
+        // Every checkpointed byte must be in the file.
+        let data_ok = st
+            .pieces
+            .iter()
+            .all(|p| p.done == 0 || p.offset.checked_add(p.done).is_some_and(|e| e <= on_disk));
+        layout_ok && data_ok
+    }
+}
+
+impl<F: Fetch> Run<'_, F> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic in another segment poisons the lock; the data is still consistent (every
+        // update is a single assignment), so keep going.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn opts(&self) -> &Options {
+        &self.dl.opts
+    }
+
+    /// Throws away all progress: truncate, zero every piece, forget the validator.
+    fn reset(&self, why: &'static str) -> Result<(), DownloadError> {
+        let mut g = self.lock();
+        self.file
+            .set_len(0)
+            .map_err(io_err("cannot truncate the data file"))?;
+        let wanted = if self.opts().ranges.is_empty() {
+            vec![Piece {
+                start: 0,
+                end: None,
+                offset: 0,
+                done: 0,
+            }]
+        } else {
+            pieces_for_ranges(&self.opts().ranges)?
+        };
+        g.state = State {
+            pieces: wanted,
+            ..State::default()
+        };
+        g.report.restarts += 1;
+        g.since_ckpt = 0;
+        g.ckpt_at = self.dl.clock.now();
+        self.checkpoint_locked(&mut g)?;
+        drop(g);
+        self.dl.emit(&Event::Restarted { reason: why });
+        Ok(())
+    }
+
+    /// [`Run::reset`], refusing past [`MAX_RESTARTS`].
+    fn restart(&self, why: &'static str) -> Result<(), DownloadError> {
+        if self.lock().report.restarts >= MAX_RESTARTS {
+            return Err(DownloadError::Inconsistent(why));
+        }
+        self.reset(why)
+    }
+
+    /// fsync the data, then replace the sidecar (in that order: the sidecar never claims bytes
+    /// that are not durable).
+    fn checkpoint_locked(&self, g: &mut Inner) -> Result<(), DownloadError> {
+        self.file
+            .sync_data()
+            .map_err(io_err("cannot sync the data file"))?;
+        save_state(&self.dl.dest, &g.state).map_err(io_err("cannot write the state file"))?;
+        g.since_ckpt = 0;
+        g.ckpt_at = self.dl.clock.now();
+        let done = g.state.done();
+        self.dl.emit(&Event::Checkpoint { done });
+        Ok(())
+    }
+
+    fn checkpoint(&self) -> Result<(), DownloadError> {
+        let mut g = self.lock();
+        self.checkpoint_locked(&mut g)
+    }
+
+    /// The one-connection loop: each piece in order, with retries.
+    fn single(&self) -> Result<(), DownloadError> {
+        let n = self.lock().state.pieces.len();
+        let mut i = 0;
+        while i < n {
+            match self.drive_piece(i) {
+                Ok(()) => i += 1,
+                Err(Stop::Restart(why)) => {
+                    self.restart(why)?;
+                    i = 0;
+                }
+                Err(Stop::Final(e)) => return Err(e),
+                Err(Stop::Transient(e)) => return Err(DownloadError::Fetch(e)),
+                Err(Stop::Aborted) => return Err(DownloadError::Inconsistent("aborted")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches piece `i` to completion, retrying transient failures. Restarts and final errors
+    /// go to the caller (after a checkpoint, so the progress is kept for a later run).
+    fn drive_piece(&self, i: usize) -> Result<(), Stop> {
+        let mut failures = 0u32;
+        let mut retries_left = self.opts().retries;
+        loop {
+            if self.abort.load(Ordering::Relaxed) {
+                return Err(Stop::Aborted);
+            }
+            if self.lock().state.pieces[i].is_complete() {
+                return Ok(());
+            }
+            let before = self.lock().state.pieces[i].done;
+            let result = self.attempt(i);
+            let progressed = self.lock().state.pieces[i].done > before;
+            match result {
+                Ok(()) => failures = 0,
+                Err(Stop::Transient(e)) => {
+                    self.checkpoint()?;
+                    if progressed {
+                        failures = 0;
+                    }
+                    if retries_left == 0 {
+                        return Err(Stop::Transient(e));
+                    }
+                    retries_left -= 1;
+                    let delay = e.retry_after.unwrap_or_else(|| self.backoff(failures));
+                    failures = failures.saturating_add(1);
+                    self.lock().report.retries += 1;
+                    self.dl.emit(&Event::Retrying { error: &e, delay });
+                    self.dl.clock.sleep(delay);
+                }
+                Err(other) => {
+                    let _ = self.checkpoint();
+                    return Err(other);
+                }
+            }
+        }
+    }
+
+    /// The delay after `failures` consecutive failures: base × 2^failures, capped.
+    fn backoff(&self, failures: u32) -> Duration {
+        let base = self.opts().retry_delay;
+        let factor = 1u32.checked_shl(failures.min(30)).unwrap_or(u32::MAX);
+        base.checked_mul(factor)
+            .unwrap_or(self.opts().max_retry_delay)
+            .min(self.opts().max_retry_delay)
+    }
+
+    /// One request for piece `i`, and its body.
+    fn attempt(&self, i: usize) -> Result<(), Stop> {
+        let (piece, validator, accept_ranges, identity, single) = {
+            let g = self.lock();
+            (
+                g.state.pieces[i],
+                g.state.validator.clone(),
+                g.state.accept_ranges,
+                g.state.is_identity(),
+                g.state.pieces.len() == 1,
+            )
+        };
+        let in_place = self.opts().in_place;
+        // The whole entity into one piece (not a list of ranges that happens to start at 0).
+        let whole = self.opts().ranges.is_empty() && identity && single;
+        if piece.done > 0 && !in_place {
+            // Rule 5: a partial file with nothing to validate it against cannot be trusted.
+            if !validator.is_usable() {
+                return Err(Stop::Restart(
+                    "the server gave no validator to resume against",
+                ));
+            }
+            if !accept_ranges {
+                if self.opts().allow_dynamic && whole {
+                    return Err(Stop::Restart("the server does not support ranges"));
+                }
+                return Err(Stop::Final(DownloadError::NoRangeSupport));
+            }
+        }
+        let from = piece.start.saturating_add(piece.done);
+        // The last byte this piece may receive; a whole-file resume still asks `bytes=N-`.
+        let to = piece.end.map(|e| e.saturating_sub(1));
+        let range = match (whole, from) {
+            (true, 0) => None,
+            (true, _) => Some((from, None)),
+            (false, _) => Some((from, to)),
+        };
+        let url = &self.dl.url;
+        let req = FetchRequest {
+            url,
+            range,
+            if_range: range.and_then(|_| validator.if_range()),
+            headers: self.opts().headers.clone(),
+            head: false,
+        };
+        self.lock().report.requests += 1;
+        let (head, body) = self.fetch.fetch(&req).map_err(fetch_stop)?;
+        if let Some(e) = classify_status(head.status, &head.headers) {
+            return Err(fetch_stop(e));
+        }
+        let fresh = Validator::from_head(&head);
+        let (write_from, expected) = match head.status {
+            200 => {
+                if range.is_some() {
+                    // Rule 3.
+                    let changed = validator.is_usable() && !validator.same_entity(&fresh);
+                    if !whole {
+                        return Err(if changed {
+                            Stop::Restart("the file changed on the server")
+                        } else {
+                            Stop::Final(DownloadError::NoRangeSupport)
+                        });
+                    }
+                    if !changed && !self.opts().allow_dynamic {
+                        return Err(Stop::Final(DownloadError::NoRangeSupport));
+                    }
+                    self.restart_in_place(if changed {
+                        "the file changed on the server"
+                    } else {
+                        "the server does not support ranges"
+                    })?;
+                }
+                let mut g = self.lock();
+                g.state.validator = fresh.clone();
+                g.state.accept_ranges = head
+                    .header("accept-ranges")
+                    .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("bytes")));
+                g.state.pieces[i].end = fresh.length;
+                g.state.pieces[i].done = 0;
+                (0u64, fresh.length)
+            }
+            206 => {
+                let cr = head
+                    .header("content-range")
+                    .and_then(|v| ContentRange::parse(v).ok());
+                let Some(ContentRange::Bytes {
+                    first,
+                    last,
+                    complete,
+                }) = cr
+                else {
+                    return Err(Stop::Restart("a 206 without a valid Content-Range"));
+                };
+                // Rule 2.
+                if first != from || to.is_some_and(|t| last > t) {
+                    return Err(Stop::Restart(
+                        "the Content-Range does not match the request",
+                    ));
+                }
+                if validator.contradicts(&fresh) {
+                    return Err(Stop::Restart("the file changed on the server"));
+                }
+                let mut g = self.lock();
+                if g.state.validator.if_range().is_none() && g.state.validator.length.is_none() {
+                    g.state.validator = fresh.clone();
+                } else if g.state.validator.length.is_none() {
+                    g.state.validator.length = complete;
+                }
+                g.state.accept_ranges = true;
+                let p = &mut g.state.pieces[i];
+                if p.end.is_none() {
+                    p.end = complete;
+                }
+                (piece.done, Some(last - first + 1))
+            }
+            416 => return self.unsatisfiable(i, &head, &validator, whole),
+            s => {
+                return Err(Stop::Final(DownloadError::Fetch(FetchError {
+                    kind: ErrorClass::Final,
+                    message: format!("unexpected status {s}"),
+                    status: Some(s),
+                    retry_after: None,
+                })))
+            }
+        };
+        self.copy_body(i, body, write_from, expected)
+    }
+
+    /// A 200 replaces everything on a single whole-file piece: truncate and write from 0.
+    fn restart_in_place(&self, why: &'static str) -> Result<(), Stop> {
+        let restarts = self.lock().report.restarts;
+        if restarts >= MAX_RESTARTS {
+            return Err(Stop::Final(DownloadError::Inconsistent(why)));
+        }
+        let mut g = self.lock();
+        self.file
+            .set_len(0)
+            .map_err(io_err("cannot truncate the data file"))?;
+        g.state.pieces[0].done = 0;
+        g.report.restarts += 1;
+        drop(g);
+        self.dl.emit(&Event::Restarted { reason: why });
+        Ok(())
+    }
+
+    /// Rule 4, for a 416.
+    fn unsatisfiable(
+        &self,
+        i: usize,
+        head: &FetchHead,
+        validator: &Validator,
+        whole: bool,
+    ) -> Result<(), Stop> {
+        let complete = head
+            .header("content-range")
+            .and_then(|v| ContentRange::parse(v).ok())
+            .and_then(|c| c.complete());
+        if !whole {
+            return Err(Stop::Final(DownloadError::RangeNotSatisfiable));
+        }
+        let have = self.lock().state.pieces[i].done;
+        if complete.is_some_and(|c| c != have) {
+            return Err(Stop::Restart("the file on the server has another length"));
+        }
+        if validator.is_usable() {
+            // Re-validate: are all our bytes the server's current entity?
+            let req = FetchRequest {
+                url: &self.dl.url,
+                range: None,
+                if_range: None,
+                headers: self.opts().headers.clone(),
+                head: true,
+            };
+            self.lock().report.requests += 1;
+            let (h, _) = self.fetch.fetch(&req).map_err(fetch_stop)?;
+            let now = Validator::from_head(&h);
+            if h.status != 200 || !validator.same_entity(&now) || now.length != Some(have) {
+                return Err(Stop::Restart("the file changed on the server"));
+            }
+        } else if !self.opts().in_place || complete != Some(have) {
+            return Err(Stop::Restart("416 without a way to validate"));
+        }
+        // Everything is here already (curl #6740: not an error).
+        let mut g = self.lock();
+        g.state.pieces[i].end = Some(have);
+        g.state.validator.length = Some(have);
+        Ok(())
+    }
+
+    /// Copies the body into the data file at piece `i`'s offset + `done` (== `write_from`).
+    fn copy_body(
+        &self,
+        i: usize,
+        mut body: F::Body,
+        write_from: u64,
+        expected: Option<u64>,
+    ) -> Result<(), Stop> {
+        let mut buf = vec![0u8; BUFFER];
+        let mut got = 0u64;
+        let offset = self.lock().state.pieces[i].offset;
+        loop {
+            if self.abort.load(Ordering::Relaxed) {
+                return Err(Stop::Aborted);
+            }
+            let want = match expected {
+                Some(e) if got >= e => break,
+                Some(e) => (e - got).min(BUFFER as u64) as usize,
+                None => BUFFER,
+            };
+            let n = match body.read(&mut buf[..want]) {
+                Ok(0) => {
+                    if expected.is_some_and(|e| got < e) {
+                        return Err(Stop::Transient(FetchError::transient(
+                            "the connection closed before the body ended",
+                        )));
+                    }
+                    break;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Stop::Transient(FetchError::transient(format!(
+                        "receiving the body failed: {e}"
+                    ))))
+                }
+            };
+            let at = offset
+                .checked_add(write_from)
+                .and_then(|v| v.checked_add(got))
+                .ok_or(Stop::Final(DownloadError::BadOptions("offset overflow")))?;
+            self.file
+                .write_all_at(&buf[..n], at)
+                .map_err(io_err("cannot write the data file"))?;
+            got += n as u64;
+            let (wait, done, total) = {
+                let mut g = self.lock();
+                g.state.pieces[i].done = write_from + got;
+                g.report.fetched += n as u64;
+                g.since_ckpt += n as u64;
+                let now = self.dl.clock.now();
+                let wait = g.bucket.take(n as u64, now);
+                if g.since_ckpt >= self.opts().checkpoint_bytes
+                    || now.saturating_duration_since(g.ckpt_at) >= self.opts().checkpoint_interval
+                {
+                    self.checkpoint_locked(&mut g)?;
+                }
+                (wait, g.state.done(), g.state.total())
+            };
+            self.dl.emit(&Event::Progress { done, total });
+            if !wait.is_zero() {
+                self.dl.clock.sleep(wait);
+            }
+        }
+        let mut g = self.lock();
+        let p = &mut g.state.pieces[i];
+        if p.end.is_none() {
+            // A body without a stated length ended cleanly: that is the length.
+            p.end = Some(p.start + p.done);
+            g.state.validator.length = g.state.total();
+        }
+        Ok(())
+    }
+
+    /// Before segments: HEAD for length, validator and range support, then split.
+    fn probe_segments(&self, want: usize) {
+        let req = FetchRequest {
+            url: &self.dl.url,
+            range: None,
+            if_range: None,
+            headers: self.opts().headers.clone(),
+            head: true,
+        };
+        self.lock().report.requests += 1;
+        let Ok((head, _)) = self.fetch.fetch(&req) else {
+            return;
+        };
+        let v = Validator::from_head(&head);
+        let ranges = head
+            .header("accept-ranges")
+            .is_some_and(|a| a.split(',').any(|t| t.trim().eq_ignore_ascii_case("bytes")));
+        let Some(len) = v.length else { return };
+        if head.status != 200 || !ranges || !v.is_usable() {
+            return;
+        }
+        let n = want.min((len / self.opts().min_segment.max(1)) as usize);
+        if n < 2 {
+            return;
+        }
+        let mut g = self.lock();
+        g.state.validator = v;
+        g.state.accept_ranges = true;
+        g.state.pieces = split_segments(len, n);
+        g.report.segments = n;
+    }
+
+    /// Final checks, then the rename (rule 7).
+    fn finish(self) -> Result<Report, DownloadError> {
+        let Run {
+            dl, file, inner, ..
+        } = self;
+        let mut g = inner.into_inner().unwrap_or_else(|e| e.into_inner());
+        let total = g.state.total().ok_or(DownloadError::Inconsistent(
+            "the download ended without a known length",
+        ))?;
+        if !g.state.pieces.iter().all(Piece::is_complete) {
+            return Err(DownloadError::Inconsistent("a piece is incomplete"));
+        }
+        if g.state.is_identity() {
+            if let Some(l) = g.state.validator.length {
+                if l != total {
+                    return Err(DownloadError::Inconsistent(
+                        "length differs from the server's",
+                    ));
+                }
+            }
+        }
+        file.set_len(total)
+            .map_err(io_err("cannot size the data file"))?;
+        file.sync_all()
+            .map_err(io_err("cannot sync the data file"))?;
+        let data = dl.data_path();
+        if let Some(want) = dl.opts.sha256 {
+            let got = sha256_file(&file).map_err(io_err("cannot read back the data file"))?;
+            if got != want {
+                // The bytes are not the ones asked for: keep none of them (and no state that
+                // would resume them).
+                if !dl.opts.in_place {
+                    let _ = std::fs::remove_file(&data);
+                }
+                remove_state(&dl.dest);
+                return Err(DownloadError::Checksum {
+                    expected: hex(&want),
+                    actual: hex(&got),
+                });
+            }
+        }
+        drop(file);
+        if !dl.opts.in_place {
+            std::fs::rename(&data, &dl.dest).map_err(io_err("cannot rename into place"))?;
+            sync_dir(&dl.dest);
+        }
+        remove_state(&dl.dest);
+        g.report.total = total;
+        Ok(g.report.clone())
+    }
+}
+
+impl<F: Fetch + Sync> Run<'_, F> {
+    /// Every piece on its own connection, at once.
+    fn parallel(&self) -> Result<(), Stop> {
+        let n = self.lock().state.pieces.len();
+        let results: Vec<Result<(), Stop>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .map(|i| {
+                    s.spawn(move || {
+                        let r = self.drive_piece(i);
+                        if r.is_err() {
+                            self.abort.store(true, Ordering::Relaxed);
+                        }
+                        r
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or(Err(Stop::Final(DownloadError::Inconsistent(
+                            "a segment thread panicked",
+                        ))))
+                })
+                .collect()
+        });
+        self.abort.store(false, Ordering::Relaxed);
+        let _ = self.checkpoint();
+        // The most telling failure wins: final, then restart, then transient.
+        let mut worst: Option<Stop> = None;
+        for r in results {
+            let Err(e) = r else { continue };
+            let rank = |s: &Stop| match s {
+                Stop::Final(_) => 3,
+                Stop::Restart(_) => 2,
+                Stop::Transient(_) => 1,
+                Stop::Aborted => 0,
+            };
+            if worst.as_ref().is_none_or(|w| rank(&e) > rank(w)) {
+                worst = Some(e);
+            }
+        }
+        match worst {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+fn fetch_stop(e: FetchError) -> Stop {
+    match e.kind {
+        ErrorClass::Transient => Stop::Transient(e),
+        ErrorClass::Final => Stop::Final(DownloadError::Fetch(e)),
+    }
+}
+
+/// SHA-256 of a whole file, read positionally from the start.
+fn sha256_file(file: &File) -> io::Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    loop {
+        let n = file.read_at(&mut buf, pos)?;
+        if n == 0 {
+            return Ok(h.finalize().into());
+        }
+        h.update(&buf[..n]);
+        pos += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(etag: Option<&str>, lm: Option<&str>, len: Option<u64>) -> Validator {
+        Validator {
+            etag: etag.map(str::to_owned),
+            last_modified: lm.map(str::to_owned),
+            length: len,
+        }
+    }
+
+    #[test]
+    fn sidecar_round_trips() {
+        let st = State {
+            validator: v(
+                Some("\"abc\""),
+                Some("Mon, 01 Jan 2024 00:00:00 GMT"),
+                Some(10),
+            ),
+            accept_ranges: true,
+            pieces: vec![
+                Piece {
+                    start: 0,
+                    end: Some(5),
+                    offset: 0,
+                    done: 5,
+                },
+                Piece {
+                    start: 5,
+                    end: None,
+                    offset: 5,
+                    done: 2,
+                },
+            ],
+        };
+        assert_eq!(State::parse(&st.to_text()), Some(st.clone()));
+        assert!(st.is_identity());
+        assert_eq!(st.done(), 7);
+        assert_eq!(st.total(), None);
+    }
+
+    #[test]
+    fn bad_sidecars_are_refused() {
+        for text in [
+            "",
+            "ferry-state 2\npiece 0 - 0 0\nend\n",
+            "ferry-state 1\nend\n",
+            "ferry-state 1\npiece 0 - 0 0\n",
+            "ferry-state 1\npiece 0 5 0 6\nend\n",
+            "ferry-state 1\npiece 5 4 0 0\nend\n",
+            "ferry-state 1\npiece 0 - 0\nend\n",
+            "ferry-state 1\npiece 0 - 0 -1\nend\n",
+            "ferry-state 1\npiece 0 - 0 99999999999999999999\nend\n",
+            "ferry-state 1\nlength x\npiece 0 - 0 0\nend\n",
+            "ferry-state 1\nwhat\npiece 0 - 0 0\nend\n",
+        ] {
+            assert_eq!(State::parse(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn validators_compare() {
+        let strong = v(Some("\"a\""), Some("d1"), Some(5));
+        assert_eq!(strong.if_range().as_deref(), Some("\"a\""));
+        assert!(strong.same_entity(&v(Some("\"a\""), Some("d2"), Some(5))));
+        assert!(!strong.same_entity(&v(Some("\"b\""), Some("d1"), Some(5))));
+        assert!(!strong.same_entity(&v(Some("\"a\""), Some("d1"), Some(6))));
+        let weak = v(Some("W/\"a\""), Some("d1"), None);
+        assert_eq!(weak.if_range().as_deref(), Some("d1"));
+        assert!(weak.same_entity(&v(None, Some("d1"), None)));
+        assert!(!v(Some("W/\"a\""), None, None).is_usable());
+        assert!(!Validator::default().same_entity(&Validator::default()));
+        assert!(strong.contradicts(&v(Some("\"b\""), None, None)));
+        assert!(!strong.contradicts(&v(None, None, None)));
+        assert!(v(None, Some("d1"), None).contradicts(&v(None, Some("d2"), None)));
+    }
+
+    #[test]
+    fn layouts() {
+        let p = split_segments(10, 4);
+        assert_eq!(
+            p.iter().map(|p| (p.start, p.end)).collect::<Vec<_>>(),
+            [(0, Some(2)), (2, Some(4)), (4, Some(6)), (6, Some(10))]
+        );
+        assert_eq!(split_segments(2, 8).len(), 2);
+        assert_eq!(split_segments(0, 4).len(), 1);
+        let r = pieces_for_ranges(&ByteRange::parse_list("10-19,0-4,30-").unwrap()).unwrap();
+        assert_eq!(r.iter().map(|p| p.offset).collect::<Vec<_>>(), [0, 10, 15]);
+        assert!(pieces_for_ranges(&ByteRange::parse_list("0-9,9-12").unwrap()).is_err());
+        assert!(pieces_for_ranges(&ByteRange::parse_list("5-,0-1").unwrap()).is_err());
+        let st = State {
+            pieces: r,
+            ..State::default()
+        };
+        assert!(!st.is_identity());
+    }
+
+    #[test]
+    fn side_files_are_hidden_and_bounded() {
+        let d = Path::new("/x/file.iso");
+        assert_eq!(temp_path(d), Path::new("/x/.file.iso.ferry-part"));
+        assert_eq!(state_path(d), Path::new("/x/.file.iso.ferry-state"));
+        let long = PathBuf::from(format!("/x/{}", "a".repeat(250)));
+        let t = temp_path(&long);
+        let name = t.file_name().unwrap().to_str().unwrap();
+        assert!(name.len() <= 255 && name.starts_with(".ferry-"), "{name}");
+        assert_eq!(temp_path(Path::new("f")), Path::new(".f.ferry-part"));
+    }
+
+    #[test]
+    fn sha256_hex() {
+        let h = "ab".repeat(32);
+        assert_eq!(parse_sha256(&h), Some([0xab; 32]));
+        assert_eq!(hex(&[0xab; 32]), h);
+        assert_eq!(parse_sha256("ab"), None);
+        assert_eq!(parse_sha256(&"zz".repeat(32)), None);
+        assert_eq!(parse_sha256(&"é".repeat(32)), None);
+    }
+}
