@@ -61,7 +61,8 @@ pub(crate) fn origin(url: &Url) -> Origin {
 
 /// Decides the credentials and identity of a hop to `url`, for a request whose explicit
 /// credentials were given for `given_for` (I2), with the session's ambient credentials allowed
-/// only where the autologon level says (I4).
+/// only where the autologon level says (I4). `bypasses_proxy`: the host matches the proxy
+/// bypass list (intranet at MEDIUM, as `ferry proxy explain` says).
 pub(crate) fn plan(
     req: &AuthRequest,
     given_for: &Origin,
@@ -69,6 +70,7 @@ pub(crate) fn plan(
     ambient: Option<&Credentials>,
     policy: &AuthPolicy,
     proxy: Option<&ProxyHop<'_>>,
+    bypasses_proxy: bool,
 ) -> HopAuth {
     let target = origin(url);
     let explicit_ok = policy::may_send_credentials(given_for, &target, req.location_trusted);
@@ -89,7 +91,7 @@ pub(crate) fn plan(
     if creds.is_none() && bearer.is_none() {
         if let Some(a) = ambient {
             let (allowed, _why) =
-                policy::ambient_allowed(policy.autologon, &target.host, false, false);
+                policy::ambient_allowed(policy.autologon, &target.host, bypasses_proxy, false);
             if allowed {
                 id.ambient(a);
                 // Ambient credentials answer only challenge-response schemes, never Basic.

@@ -522,6 +522,9 @@ impl Session {
                 host: &p.host,
                 creds: proxy_given.as_ref(),
             });
+            // I4: a host on the bypass list is intranet at MEDIUM (as `explain` says).
+            let bypasses_proxy = ferry_proxy::route::route_host(&url)
+                .is_some_and(|h| proxy_config.bypass.matches(&h).is_some());
             let hop_auth = auth::plan(
                 hop_req,
                 &given_for,
@@ -529,6 +532,7 @@ impl Session {
                 sh.ambient.as_ref(),
                 &sh.auth_policy,
                 proxy_hop.as_ref(),
+                bypasses_proxy,
             );
             let body_bytes = match &body {
                 Body::Bytes(b) => Some(b.as_slice()),
