@@ -580,8 +580,26 @@ impl Session {
                     && !headers.contains_key(header::AUTHORIZATION)
                     && body.is_replayable()
                     && matches!(&hop_auth.creds, Some((_, s)) if *s == SchemeSet::NTLM);
-                let resp = match &hop_auth.creds {
-                    Some((creds, _)) if ntlm_first => {
+                let proxy_ntlm_first = rounds == 0
+                    && forward
+                    && proxy_authorization.is_none()
+                    && body.is_replayable()
+                    && matches!(&hop_auth.proxy_creds, Some((_, s)) if *s == SchemeSet::NTLM);
+                let resp = match (&hop_auth.creds, &hop_auth.proxy_creds) {
+                    (_, Some((pcreds, _))) if proxy_ntlm_first => {
+                        rounds += 1;
+                        tried_proxy_ntlm = true;
+                        self.ntlm_exchange(
+                            &hop,
+                            pcreds,
+                            true,
+                            &mut body,
+                            tls_id,
+                            &tls_config,
+                            &mut connects,
+                        )?
+                    }
+                    (Some((creds, _)), _) if ntlm_first => {
                         rounds += 1;
                         tried_ntlm = true;
                         self.ntlm_exchange(

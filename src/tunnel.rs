@@ -105,6 +105,14 @@ pub(crate) fn open_tunnel(
         None => None,
     };
     let mut ntlm: Option<ferry_auth::ExpectNtlmType2> = None;
+    // NTLM as the only scheme: start the handshake with the first CONNECT (as curl does).
+    if let Some((c, schemes)) = t.creds {
+        if *schemes == SchemeSet::NTLM {
+            let (type1, expect) = ferry_auth::ntlm::start(c);
+            proxy_authorization = Some(auth::header_value(type1)?);
+            ntlm = Some(expect);
+        }
+    }
     let mut bound = None;
     let mut sent: Option<Scheme> = None;
     for _round in 0..=auth::MAX_AUTH_ROUNDS + 1 {
