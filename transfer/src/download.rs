@@ -602,6 +602,11 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The SHA-256 of `bytes`, in lower-case hex (what `--checksum sha256=HEX` expects).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 /// Parses 64 hex digits into a SHA-256 digest.
 pub fn parse_sha256(s: &str) -> Option<[u8; 32]> {
     let s = s.trim();
@@ -779,10 +784,13 @@ impl Download {
         &self,
         result: Result<Report, DownloadError>,
     ) -> Result<Report, DownloadError> {
-        if result.is_err() && !self.opts.in_place {
+        if result.is_err() {
             let empty = load_state(&self.dest).is_none_or(|st| st.done() == 0);
             if empty {
-                let _ = std::fs::remove_file(temp_path(&self.dest));
+                // In place, the file is the user's: only the sidecar is ours.
+                if !self.opts.in_place {
+                    let _ = std::fs::remove_file(temp_path(&self.dest));
+                }
                 remove_state(&self.dest);
             }
         }
@@ -897,7 +905,7 @@ impl Download {
             fetch,
             file,
             inner: Mutex::new(Inner {
-                bucket: TokenBucket::new(opts.rate_limit, (opts.rate_limit / 4).max(16 * 1024)),
+                bucket: TokenBucket::new(opts.rate_limit, (opts.rate_limit / 20).max(16 * 1024)),
                 ckpt_at: now,
                 since_ckpt: 0,
                 report: Report {

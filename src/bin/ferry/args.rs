@@ -45,6 +45,16 @@ pub(crate) struct Group {
     pub(crate) proxy_digest: bool,
     pub(crate) proxy_ntlm: bool,
     pub(crate) proxy_anyauth: bool,
+    /// `-C OFFSET`: only `-` (resume the output file from its size) is supported.
+    pub(crate) continue_at: Option<String>,
+    /// `-r/--range`: the byte ranges to ask for (`Range: bytes=...`).
+    pub(crate) range: Option<String>,
+    /// `--limit-rate`: bytes per second (0: no limit).
+    pub(crate) limit_rate: Option<u64>,
+    /// `--retry N`: retries of transient failures.
+    pub(crate) retry: u32,
+    /// `-J`: with `-O`, name the file from Content-Disposition.
+    pub(crate) remote_header_name: bool,
 }
 
 /// An `-o` / `-O` argument.
@@ -278,6 +288,35 @@ fn command() -> Command {
             "Use the strongest scheme the proxy offers",
         ))
         .arg(opt(
+            "continue-at",
+            Some('C'),
+            "-",
+            "Resume the -o/-O file from its size (validated with If-Range when known)",
+        ))
+        .arg(opt(
+            "range",
+            Some('r'),
+            "RANGE",
+            "Ask for these bytes only (e.g. 0-499, 500-, 0-99,200-299)",
+        ))
+        .arg(opt(
+            "limit-rate",
+            None,
+            "RATE",
+            "Cap the transfer speed (bytes/s; k, M, G suffixes)",
+        ))
+        .arg(opt(
+            "retry",
+            None,
+            "N",
+            "Retry transient failures (timeouts, 408, 429, 5xx) N times, 1 s doubling",
+        ))
+        .arg(flag(
+            "remote-header-name",
+            Some('J'),
+            "With -O, name the file from Content-Disposition (sanitised; never overwrites)",
+        ))
+        .arg(opt(
             "autologon",
             None,
             "LEVEL",
@@ -364,7 +403,36 @@ fn group(m: &ArgMatches) -> Result<Group, clap::Error> {
                 })?,
         ),
     };
+    let bad = |msg: String| command().error(clap::error::ErrorKind::ValueValidation, msg);
+    let limit_rate = match last(m, "limit-rate") {
+        None => None,
+        Some(r) => Some(
+            ferry_transfer::throttle::parse_rate(&r)
+                .ok_or_else(|| bad(format!("--limit-rate: '{r}' is not a rate")))?,
+        ),
+    };
+    let retry = match last(m, "retry") {
+        None => 0,
+        Some(n) => n
+            .parse::<u32>()
+            .map_err(|_| bad(format!("--retry: '{n}' is not a number")))?,
+    };
+    let range = last(m, "range");
+    if let Some(r) = &range {
+        if r.is_empty()
+            || !r
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'-' || b == b',')
+        {
+            return Err(bad(format!("--range: '{r}' is not a byte range list")));
+        }
+    }
     Ok(Group {
+        continue_at: last(m, "continue-at"),
+        range,
+        limit_rate,
+        retry,
+        remote_header_name: m.get_flag("remote-header-name"),
         urls: strings(m, "url"),
         outputs: outputs.into_iter().map(|(_, o)| o).collect(),
         include: m.get_flag("include"),
@@ -464,6 +532,33 @@ mod tests {
                 OutputArg::RemoteName
             ]
         );
+    }
+
+    #[test]
+    fn download_flags_parse() {
+        let g = p(&[
+            "-C",
+            "-",
+            "-r",
+            "0-99",
+            "--limit-rate",
+            "100k",
+            "--retry",
+            "3",
+            "-J",
+            "-O",
+            "http://x/f",
+        ]);
+        assert_eq!(g[0].continue_at.as_deref(), Some("-"));
+        assert_eq!(g[0].range.as_deref(), Some("0-99"));
+        assert_eq!(g[0].limit_rate, Some(102_400));
+        assert_eq!(g[0].retry, 3);
+        assert!(g[0].remote_header_name);
+        for bad in [["--limit-rate", "fast"], ["--retry", "-1"], ["-r", "a-b"]] {
+            let mut v: Vec<OsString> = bad.iter().map(OsString::from).collect();
+            v.push("http://x/".into());
+            assert!(parse(v).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod download;
 mod exit;
 mod output;
 
@@ -21,6 +22,9 @@ const COPY_BUF: usize = 96 * 1024;
 
 fn main() -> ExitCode {
     let mut args: Vec<_> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == "download") {
+        return ExitCode::from(download::main(args.split_off(1)));
+    }
     let explain = args.first().is_some_and(|a| a == "proxy");
     if explain {
         if args.get(1).is_none_or(|a| a != "explain") {
@@ -363,14 +367,37 @@ fn run_one(session: &Session, g: &Group, url: &str, output: Output, ctx: &mut Ct
     code
 }
 
-fn transfer(
+/// Whether (and after how long) `--retry` tries again: transient errors and 408/429/5xx,
+/// 1 s doubling up to 10 minutes, or the server's `Retry-After` (curl's rules).
+fn retry_delay(
+    g: &Group,
+    attempt: u32,
+    sent: &Result<Response, ferry::Error>,
+) -> Option<std::time::Duration> {
+    use ferry_transfer::fetch::{classify_status, ErrorClass};
+    if attempt >= g.retry {
+        return None;
+    }
+    let retry_after = match sent {
+        Err(e) if ferry::error_class(e) == ErrorClass::Transient => None,
+        Err(_) => return None,
+        Ok(r) => match classify_status(r.status().as_u16(), r.headers()) {
+            Some(e) if e.is_transient() => e.retry_after,
+            _ => return None,
+        },
+    };
+    let backoff = std::time::Duration::from_secs(1u64 << attempt.min(10))
+        .min(ferry_transfer::download::MAX_RETRY_DELAY);
+    Some(retry_after.unwrap_or(backoff))
+}
+
+/// The request of one attempt: method, body, and everything [`base_request`] adds.
+fn build_request(
     session: &Session,
     g: &Group,
     url: &str,
-    output: Output,
-    outcome: &mut Outcome,
-    ctx: &mut Ctx,
-) -> Result<(), Failure> {
+    ctx: &Ctx,
+) -> Result<ferry::RequestBuilder, Failure> {
     let mut url = url.to_owned();
     let (body, default_method, form) = request_body(g, &mut url)?;
     let method = match (&g.method, g.head) {
@@ -382,7 +409,21 @@ fn transfer(
         (None, true) => Method::HEAD,
         (None, false) => default_method,
     };
-    let mut req = session.request(method, &url)?;
+    let req = base_request(session, g, &url, method, ctx, form)?;
+    Ok(req.body(body.unwrap_or(Body::Empty)))
+}
+
+/// A request with the group's headers, redirects, timeouts, credentials, proxy, TLS and range,
+/// and no body.
+fn base_request(
+    session: &Session,
+    g: &Group,
+    url: &str,
+    method: Method,
+    ctx: &Ctx,
+    form: bool,
+) -> Result<ferry::RequestBuilder, Failure> {
+    let mut req = session.request(method, url)?;
     match g.user_agent.as_deref() {
         // curl: an empty -A sends no User-Agent at all.
         Some("") => req = req.without_header(ferry::HeaderName::from_static("user-agent")),
@@ -494,13 +535,45 @@ fn transfer(
             })
         }
     }
-    req = req.body(body.unwrap_or(Body::Empty));
+    if let Some(r) = &g.range {
+        req = req.header("range", format!("bytes={r}"));
+    }
+    Ok(req)
+}
 
-    // With -i / -I, every response head (interim, redirects, final) is output, as in curl.
-    output::start_collecting_heads(g.include || g.head);
-    let sent = req.send();
-    let heads = output::take_heads();
-    let mut resp = sent?;
+fn transfer(
+    session: &Session,
+    g: &Group,
+    url: &str,
+    output: Output,
+    outcome: &mut Outcome,
+    ctx: &mut Ctx,
+) -> Result<(), Failure> {
+    if g.continue_at.is_some() {
+        return resume_in_place(session, g, url, &output, outcome, ctx);
+    }
+    let mut attempt = 0u32;
+    let (mut resp, heads) = loop {
+        let req = build_request(session, g, url, ctx)?;
+        // With -i / -I, every response head (interim, redirects, final) is output, as in curl.
+        output::start_collecting_heads(g.include || g.head);
+        let sent = req.send();
+        let heads = output::take_heads();
+        if let Some(delay) = retry_delay(g, attempt, &sent) {
+            if !g.silent {
+                eprintln!(
+                    "ferry: transient problem; retrying in {:.0} s ({} retries left)",
+                    delay.as_secs_f64(),
+                    g.retry - attempt
+                );
+            }
+            drop(sent);
+            std::thread::sleep(delay);
+            attempt += 1;
+            continue;
+        }
+        break (sent?, heads);
+    };
     outcome.http_code = resp.status().as_u16();
     outcome.num_connects = resp.connect_count();
     outcome.num_redirects = resp.redirect_count();
@@ -529,7 +602,11 @@ fn transfer(
             hint: None,
         });
     }
-    let mut sink = open_output(&output, resp.url(), &mut ctx.stdout)?;
+    let mut sink = if g.remote_header_name && matches!(output, Output::RemoteName) {
+        open_header_named(&resp, url)?
+    } else {
+        open_output(&output, resp.url(), &mut ctx.stdout)?
+    };
     if printed_head {
         // The last collected head is the final response's, printed from `resp` below.
         for earlier in heads.iter().take(heads.len().saturating_sub(1)) {
@@ -538,7 +615,11 @@ fn transfer(
         sink.write_all(head_text.as_bytes())
             .map_err(write_failure)?;
     }
-    copy_body(&mut resp, &mut sink, outcome, &mut ctx.buf)?;
+    let mut bucket = g
+        .limit_rate
+        .filter(|&r| r > 0)
+        .map(|r| ferry_transfer::throttle::TokenBucket::new(r, (r / 20).max(16 * 1024)));
+    copy_body(&mut resp, &mut sink, outcome, &mut ctx.buf, bucket.as_mut())?;
     sink.flush().map_err(write_failure)?;
     Ok(())
 }
@@ -548,6 +629,7 @@ fn copy_body(
     sink: &mut Sink<'_>,
     outcome: &mut Outcome,
     buf: &mut [u8],
+    mut limit: Option<&mut ferry_transfer::throttle::TokenBucket>,
 ) -> Result<(), Failure> {
     loop {
         let n = match resp.read(buf) {
@@ -558,6 +640,144 @@ fn copy_body(
         };
         sink.write_all(&buf[..n]).map_err(write_failure)?;
         outcome.size_download += n as u64;
+        if let Some(bucket) = limit.as_deref_mut() {
+            let wait = bucket.take(n as u64, Instant::now());
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
+/// `-O -J`: the file named by Content-Disposition (else the URL's last segment), sanitised,
+/// in the current directory, and never one that exists already (curl refuses too).
+fn open_header_named(resp: &Response, url: &str) -> Result<Sink<'static>, Failure> {
+    use ferry_transfer::disposition;
+    let original = ferry::Url::parse(url).unwrap_or_else(|_| resp.url().clone());
+    let cd = resp
+        .headers()
+        .get("content-disposition")
+        .map(|v| v.as_bytes());
+    let Some(name) = disposition::choose(cd, &original) else {
+        return Err(Failure {
+            code: 23,
+            message: format!("the response names no file and the URL {url} has none"),
+            hint: Some("use -o FILE"),
+        });
+    };
+    let refuse = |e: io::Error| Failure {
+        code: 23,
+        message: format!("cannot create {name}: {e}"),
+        hint: Some("use -o FILE to choose the name"),
+    };
+    let path = disposition::unique_in(std::path::Path::new("."), &name).map_err(refuse)?;
+    // create_new: a file that appeared since the check is not overwritten either.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map(Sink::File)
+        .map_err(refuse)
+}
+
+/// `-C -`: the resumable engine writing straight into the output file, from its size, with
+/// `If-Range` when the sidecar knows a validator.
+fn resume_in_place(
+    session: &Session,
+    g: &Group,
+    url: &str,
+    output: &Output,
+    outcome: &mut Outcome,
+    ctx: &Ctx,
+) -> Result<(), Failure> {
+    let usage = |message: &str| Failure {
+        code: 2,
+        message: message.to_owned(),
+        hint: Some("resume with -C - -o FILE URL"),
+    };
+    if g.continue_at.as_deref() != Some("-") {
+        return Err(usage(
+            "only '-C -' (resume from the file's size) is supported",
+        ));
+    }
+    if g.range.is_some() || g.remote_header_name {
+        return Err(usage("-C - cannot be combined with -r or -J"));
+    }
+    let parsed = ferry::Url::parse(url).map_err(|_| Failure {
+        code: 3,
+        message: format!("bad URL: '{url}' is not a valid absolute URL"),
+        hint: None,
+    })?;
+    let path = match output {
+        Output::File(p) if p != "-" => p.clone(),
+        Output::RemoteName => remote_name(&parsed)?,
+        _ => return Err(usage("-C - needs an output file (-o FILE or -O)")),
+    };
+    let fetch = GroupFetch {
+        session,
+        g,
+        ctx,
+        last_code: std::cell::Cell::new(None),
+        last: std::cell::RefCell::new(None),
+    };
+    let opts = ferry_transfer::download::Options {
+        in_place: true,
+        retries: g.retry,
+        rate_limit: g.limit_rate.unwrap_or(0),
+        ..Default::default()
+    };
+    let result = ferry_transfer::download::Download::new(parsed, &path)
+        .options(opts)
+        .run(&fetch);
+    if let Some((code, url)) = fetch.last.take() {
+        outcome.http_code = code;
+        outcome.url_effective = url;
+    }
+    match result {
+        Ok(report) => {
+            outcome.size_download = report.fetched;
+            Ok(())
+        }
+        Err(e) => Err(download::failure(&e, fetch.last_code.get())),
+    }
+}
+
+/// The engine's fetcher in URL mode: every request built with the group's options.
+struct GroupFetch<'a> {
+    session: &'a Session,
+    g: &'a Group,
+    ctx: &'a Ctx,
+    last_code: std::cell::Cell<Option<u8>>,
+    last: std::cell::RefCell<Option<(u16, String)>>,
+}
+
+impl ferry_transfer::fetch::Fetch for GroupFetch<'_> {
+    type Body = Response;
+
+    fn fetch(
+        &self,
+        req: &ferry_transfer::fetch::FetchRequest<'_>,
+    ) -> Result<(ferry_transfer::fetch::FetchHead, Response), ferry_transfer::fetch::FetchError>
+    {
+        let method = if req.head { Method::HEAD } else { Method::GET };
+        let b = base_request(
+            self.session,
+            self.g,
+            req.url.as_str(),
+            method,
+            self.ctx,
+            false,
+        )
+        .map_err(|f| {
+            self.last_code.set(Some(f.code));
+            ferry_transfer::fetch::FetchError::fatal(f.message)
+        })?;
+        let resp = ferry::with_fetch_request(b, req).send().map_err(|e| {
+            self.last_code.set(Some(exit::code_for(&e)));
+            ferry::fetch_error(&e)
+        })?;
+        *self.last.borrow_mut() = Some((resp.status().as_u16(), resp.url().to_string()));
+        Ok((ferry::fetch_head(&resp), resp))
     }
 }
 

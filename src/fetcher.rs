@@ -1,0 +1,212 @@
+//! The transfer engine's [`Fetch`] over a [`Session`]: builds each request the engine asks for
+//! (`Range`, `If-Range`, `HEAD`, custom headers), and maps [`Error`] kinds to transient or
+//! final failures.
+//!
+//! Transient (retried after a delay): connection, resolution, send and receive failures,
+//! timeouts, an empty reply, a body cut short, TLS failures other than the certificate, pool
+//! exhaustion, and a proxy's 5xx. Final: certificate failures, refused credentials, bad URLs or
+//! input, redirect failures, limits, other protocol violations.
+use crate::error::{Error, ErrorKind};
+use crate::redirect::RedirectPolicy;
+use crate::request::RequestBuilder;
+use crate::response::Response;
+use crate::session::Session;
+use ferry_http::io::TlsSettings;
+use ferry_http::proto::Violation;
+use ferry_transfer::fetch::{ErrorClass, Fetch, FetchError, FetchHead, FetchRequest};
+use http::Method;
+use std::time::Duration;
+
+/// A [`Fetch`] over a [`Session`], with per-request settings the session does not carry.
+#[derive(Debug, Clone)]
+pub struct SessionFetch {
+    session: Session,
+    tls: Option<TlsSettings>,
+    redirect_policy: Option<RedirectPolicy>,
+    connect_timeout: Option<Duration>,
+    headers: Vec<(String, String)>,
+}
+
+impl SessionFetch {
+    /// Fetches through `session` with its defaults.
+    pub fn new(session: Session) -> SessionFetch {
+        SessionFetch {
+            session,
+            tls: None,
+            redirect_policy: None,
+            connect_timeout: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// TLS settings for every request.
+    pub fn tls(mut self, tls: TlsSettings) -> SessionFetch {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The redirect policy for every request.
+    pub fn redirect_policy(mut self, p: RedirectPolicy) -> SessionFetch {
+        self.redirect_policy = Some(p);
+        self
+    }
+
+    /// The connect timeout for every request.
+    pub fn connect_timeout(mut self, t: Duration) -> SessionFetch {
+        self.connect_timeout = Some(t);
+        self
+    }
+
+    /// A header added to every request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> SessionFetch {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sends `req`, returning the response or the session's error (for callers that want the
+    /// [`ErrorKind`], such as the CLI's exit codes).
+    pub fn send(&self, req: &FetchRequest<'_>) -> Result<Response, Error> {
+        let method = if req.head { Method::HEAD } else { Method::GET };
+        let mut b = self.session.request_url(method, req.url.clone());
+        for (k, v) in &self.headers {
+            b = b.header(k.as_str(), v.as_str());
+        }
+        if let Some(t) = &self.tls {
+            b = b.tls(t.clone());
+        }
+        if let Some(p) = self.redirect_policy {
+            b = b.redirect_policy(p);
+        }
+        if let Some(t) = self.connect_timeout {
+            b = b.connect_timeout(t);
+        }
+        with_fetch_request(b, req).send()
+    }
+}
+
+/// Adds what `req` asks for (its headers, `Range`, `If-Range`) to a request being built.
+pub fn with_fetch_request(mut b: RequestBuilder, req: &FetchRequest<'_>) -> RequestBuilder {
+    for (k, v) in &req.headers {
+        b = b.header(k.as_str(), v.as_str());
+    }
+    if let Some(range) = req.range_header() {
+        b = b.header("range", range);
+        if let Some(v) = &req.if_range {
+            b = b.header("if-range", v.as_str());
+        }
+    }
+    b
+}
+
+/// The engine's view of a response head.
+pub fn fetch_head(resp: &Response) -> FetchHead {
+    FetchHead {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        final_url: resp.url().clone(),
+    }
+}
+
+/// Whether a session error is worth retrying.
+pub fn error_class(e: &Error) -> ErrorClass {
+    if matches!(
+        e.violation(),
+        Some(Violation::IncompleteBody | Violation::IncompleteHead)
+    ) {
+        return ErrorClass::Transient;
+    }
+    match e {
+        Error::Proxy { status } if *status >= 500 => return ErrorClass::Transient,
+        _ => {}
+    }
+    match e.kind() {
+        ErrorKind::Connect
+        | ErrorKind::Resolve
+        | ErrorKind::Timeout
+        | ErrorKind::EmptyReply
+        | ErrorKind::Receive
+        | ErrorKind::Send
+        | ErrorKind::Tls
+        | ErrorKind::PoolExhausted => ErrorClass::Transient,
+        _ => ErrorClass::Final,
+    }
+}
+
+/// The engine's view of a session error: class, message (with the hint), and the proxy's
+/// status when a proxy refused.
+pub fn fetch_error(e: &Error) -> FetchError {
+    let message = match e.hint() {
+        Some(h) => format!("{e}; hint: {h}"),
+        None => e.to_string(),
+    };
+    FetchError {
+        kind: error_class(e),
+        message,
+        status: match e {
+            Error::Proxy { status } => Some(*status),
+            _ => None,
+        },
+        retry_after: None,
+    }
+}
+
+impl Fetch for SessionFetch {
+    type Body = Response;
+
+    fn fetch(&self, req: &FetchRequest<'_>) -> Result<(FetchHead, Response), FetchError> {
+        let resp = self.send(req).map_err(|e| fetch_error(&e))?;
+        Ok((fetch_head(&resp), resp))
+    }
+}
+
+impl Fetch for Session {
+    type Body = Response;
+
+    fn fetch(&self, req: &FetchRequest<'_>) -> Result<(FetchHead, Response), FetchError> {
+        let method = if req.head { Method::HEAD } else { Method::GET };
+        let b = self.request_url(method, req.url.clone());
+        let resp = with_fetch_request(b, req)
+            .send()
+            .map_err(|e| fetch_error(&e))?;
+        Ok((fetch_head(&resp), resp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_http::io::{Phase, TransportError};
+
+    #[test]
+    fn classes() {
+        let t = |e: Error| error_class(&e);
+        assert_eq!(
+            t(Error::Transport(TransportError::Closed(Phase::Receive))),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            t(Error::Http(ferry_http::Error::Remote(
+                Violation::IncompleteBody
+            ))),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            t(Error::Http(ferry_http::Error::Remote(
+                Violation::BadChunkSize
+            ))),
+            ErrorClass::Final
+        );
+        assert_eq!(t(Error::Url("x")), ErrorClass::Final);
+        assert_eq!(t(Error::Proxy { status: 502 }), ErrorClass::Transient);
+        assert_eq!(t(Error::Proxy { status: 407 }), ErrorClass::Final);
+        assert_eq!(t(Error::TooManyRedirects { max: 1 }), ErrorClass::Final);
+    }
+
+    fn assert_sync<T: Sync + Send>() {}
+
+    #[test]
+    fn fetchers_can_run_segments() {
+        assert_sync::<SessionFetch>();
+        assert_sync::<Session>();
+    }
+}
