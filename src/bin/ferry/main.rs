@@ -5,6 +5,7 @@
 mod args;
 mod download;
 mod exit;
+mod job;
 mod output;
 
 use args::{DataArg, Group, OutputArg};
@@ -24,6 +25,9 @@ fn main() -> ExitCode {
     let mut args: Vec<_> = std::env::args_os().skip(1).collect();
     if args.first().is_some_and(|a| a == "download") {
         return ExitCode::from(download::main(args.split_off(1)));
+    }
+    if args.first().is_some_and(|a| a == "job") {
+        return ExitCode::from(job::main(args.split_off(1)));
     }
     let explain = args.first().is_some_and(|a| a == "proxy");
     if explain {
