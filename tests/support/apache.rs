@@ -27,6 +27,7 @@
 //! Needs Debian's `apache2` package (`/usr/sbin/apache2`, modules in `/usr/lib/apache2/modules`),
 //! installed by `scripts/test.sh`; no Apache service is used.
 
+use super::logfile::{read_lines, wait_lines};
 use super::nginx::{can_connect, read_lossy, running_as_root, stop_child};
 use super::{find_executable, poll, TempDir};
 use std::fmt::Write as _;
@@ -510,32 +511,20 @@ impl Apache {
 
     /// The access log's complete lines so far, parsed. Panics on a line it cannot parse.
     pub fn access_log(&self) -> Vec<ApacheLogLine> {
-        let text = read_lossy(&self.dir.join("access.log"));
-        let complete = match text.rfind('\n') {
-            Some(i) => &text[..i],
-            None => "",
-        };
-        complete
-            .lines()
-            .map(|l| ApacheLogLine::parse(l).unwrap_or_else(|e| panic!("{e}")))
-            .collect()
+        read_lines(&self.dir.join("access.log"), ApacheLogLine::parse)
     }
 
     /// Waits (at most 5 s) until the access log has at least `n` lines and returns them all.
     /// Panics, showing the lines, if fewer appear.
     pub fn wait_log_lines(&self, n: usize) -> Vec<ApacheLogLine> {
-        let got = poll(LOG_WAIT, Duration::from_millis(10), || {
-            let lines = self.access_log();
-            (lines.len() >= n).then_some(lines)
-        });
-        got.unwrap_or_else(|| {
-            let lines = self.access_log();
-            panic!(
-                "expected at least {n} Apache access-log lines within {LOG_WAIT:?}, found {}:\n\
-                 {lines:#?}",
-                lines.len()
-            )
-        })
+        wait_lines(
+            "Apache access-log lines",
+            &self.dir.join("access.log"),
+            n,
+            ApacheLogLine::parse,
+            LOG_WAIT,
+            String::new,
+        )
     }
 }
 

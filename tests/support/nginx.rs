@@ -28,6 +28,7 @@
 //!
 //! The echo locations need Debian's `libnginx-mod-http-echo` (installed by `scripts/test.sh`).
 
+use super::logfile::{read_lines, wait_lines};
 use super::pattern::write_large_file;
 use super::{find_executable, pki, poll, run_tool, Pki, TempDir, INSTALL_HINT};
 use std::fmt::Write as _;
@@ -775,32 +776,21 @@ impl Nginx {
 
     /// The access log's complete lines so far, parsed. Panics on a line it cannot parse.
     pub fn access_log(&self) -> Vec<LogLine> {
-        let text = read_lossy(&self.dir.join("access.log"));
-        let complete = match text.rfind('\n') {
-            Some(i) => &text[..i],
-            None => "",
-        };
-        complete
-            .lines()
-            .map(|l| LogLine::parse(l).unwrap_or_else(|e| panic!("{e}")))
-            .collect()
+        read_lines(&self.dir.join("access.log"), LogLine::parse)
     }
 
     /// Waits (at most 2 s) until the access log has at least `n` lines and returns them all.
     /// nginx logs a request after its response is sent, so a client that has just read a
     /// response may be a little ahead of the log. Panics, showing the lines, if fewer appear.
     pub fn wait_log_lines(&self, n: usize) -> Vec<LogLine> {
-        let got = poll(LOG_WAIT, Duration::from_millis(10), || {
-            let lines = self.access_log();
-            (lines.len() >= n).then_some(lines)
-        });
-        got.unwrap_or_else(|| {
-            let lines = self.access_log();
-            panic!(
-                "expected at least {n} access-log lines within {LOG_WAIT:?}, found {}:\n{lines:#?}",
-                lines.len()
-            )
-        })
+        wait_lines(
+            "access-log lines",
+            &self.dir.join("access.log"),
+            n,
+            LogLine::parse,
+            LOG_WAIT,
+            String::new,
+        )
     }
 }
 

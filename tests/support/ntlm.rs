@@ -24,6 +24,7 @@
 //!
 //! Needs `python3` with the `pyspnego` package (`scripts/test.sh` installs it).
 
+use super::logfile::{read_lines, wait_lines};
 use super::nginx::{read_lossy, stop_child};
 use super::{find_executable, poll, TempDir};
 use std::io::{BufRead, BufReader};
@@ -221,34 +222,21 @@ impl NtlmServer {
 
     /// The request log's complete lines so far, parsed. Panics on a line it cannot parse.
     pub fn log(&self) -> Vec<NtlmLogLine> {
-        let text = read_lossy(&self.dir.join("requests.log"));
-        let complete = match text.rfind('\n') {
-            Some(i) => &text[..i],
-            None => "",
-        };
-        complete
-            .lines()
-            .map(|l| NtlmLogLine::parse(l).unwrap_or_else(|e| panic!("{e}")))
-            .collect()
+        read_lines(&self.dir.join("requests.log"), NtlmLogLine::parse)
     }
 
     /// Waits (at most 5 s) until the log has at least `n` lines and returns them all. The server
     /// logs a request after sending its response, so a client may be a little ahead of the log.
     /// Panics, showing the lines and the server's stderr, if fewer appear.
     pub fn wait_log_lines(&self, n: usize) -> Vec<NtlmLogLine> {
-        let got = poll(LOG_WAIT, Duration::from_millis(10), || {
-            let lines = self.log();
-            (lines.len() >= n).then_some(lines)
-        });
-        got.unwrap_or_else(|| {
-            let lines = self.log();
-            panic!(
-                "expected at least {n} NTLM server log lines within {LOG_WAIT:?}, found {}:\n\
-                 {lines:#?}\n--- server stderr ---\n{}",
-                lines.len(),
-                self.stderr()
-            )
-        })
+        wait_lines(
+            "NTLM server log lines",
+            &self.dir.join("requests.log"),
+            n,
+            NtlmLogLine::parse,
+            LOG_WAIT,
+            || format!("\n--- server stderr ---\n{}", self.stderr()),
+        )
     }
 }
 

@@ -25,6 +25,7 @@
 //!
 //! Needs `python3` with the `pyspnego` package (`scripts/test.sh` installs it).
 
+use super::logfile::{read_lines, wait_lines};
 use super::nginx::{read_lossy, stop_child};
 use super::recording::spawn_python_server;
 use super::{poll, TempDir};
@@ -158,33 +159,20 @@ impl NtlmProxy {
 
     /// The request log's complete lines so far, parsed. Panics on a line it cannot parse.
     pub fn log(&self) -> Vec<NtlmProxyLogLine> {
-        let text = read_lossy(&self.dir.join("requests.log"));
-        let complete = match text.rfind('\n') {
-            Some(i) => &text[..i],
-            None => "",
-        };
-        complete
-            .lines()
-            .map(|l| NtlmProxyLogLine::parse(l).unwrap_or_else(|e| panic!("{e}")))
-            .collect()
+        read_lines(&self.dir.join("requests.log"), NtlmProxyLogLine::parse)
     }
 
     /// Waits (at most 5 s) until the log has at least `n` lines and returns them all. Panics,
     /// showing the lines and the proxy's stderr, if fewer appear.
     pub fn wait_log_lines(&self, n: usize) -> Vec<NtlmProxyLogLine> {
-        let got = poll(LOG_WAIT, Duration::from_millis(10), || {
-            let lines = self.log();
-            (lines.len() >= n).then_some(lines)
-        });
-        got.unwrap_or_else(|| {
-            let lines = self.log();
-            panic!(
-                "expected at least {n} NTLM proxy log lines within {LOG_WAIT:?}, found {}:\n\
-                 {lines:#?}\n--- proxy stderr ---\n{}",
-                lines.len(),
-                self.stderr()
-            )
-        })
+        wait_lines(
+            "NTLM proxy log lines",
+            &self.dir.join("requests.log"),
+            n,
+            NtlmProxyLogLine::parse,
+            LOG_WAIT,
+            || format!("\n--- proxy stderr ---\n{}", self.stderr()),
+        )
     }
 }
 

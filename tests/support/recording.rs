@@ -17,6 +17,7 @@
 //!
 //! Needs `python3` (standard library only).
 
+use super::logfile::{read_lines, wait_lines};
 use super::nginx::{read_lossy, stop_child};
 use super::ntlm::{python_binary, server_script};
 use super::{poll, Pki, TempDir};
@@ -252,34 +253,21 @@ impl RecordingOrigin {
     /// Every request recorded so far (complete lines), in the order they were answered. Panics
     /// on a line it cannot parse.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        let text = read_lossy(&self.dir.join("requests.jsonl"));
-        let complete = match text.rfind('\n') {
-            Some(i) => &text[..i],
-            None => "",
-        };
-        complete
-            .lines()
-            .map(|l| RecordedRequest::parse(l).unwrap_or_else(|e| panic!("{e}")))
-            .collect()
+        read_lines(&self.dir.join("requests.jsonl"), RecordedRequest::parse)
     }
 
     /// Waits (at most 5 s) until at least `n` requests are recorded and returns them all. A
     /// request is recorded after its response is sent. Panics, showing what was recorded and the
     /// server's stderr, if fewer appear.
     pub fn wait_requests(&self, n: usize) -> Vec<RecordedRequest> {
-        let got = poll(LOG_WAIT, Duration::from_millis(10), || {
-            let reqs = self.requests();
-            (reqs.len() >= n).then_some(reqs)
-        });
-        got.unwrap_or_else(|| {
-            let reqs = self.requests();
-            panic!(
-                "expected at least {n} recorded requests within {LOG_WAIT:?}, found {}:\n\
-                 {reqs:#?}\n--- server stderr ---\n{}",
-                reqs.len(),
-                self.stderr()
-            )
-        })
+        wait_lines(
+            "recorded requests",
+            &self.dir.join("requests.jsonl"),
+            n,
+            RecordedRequest::parse,
+            LOG_WAIT,
+            || format!("\n--- server stderr ---\n{}", self.stderr()),
+        )
     }
 }
 

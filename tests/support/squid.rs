@@ -37,6 +37,7 @@
 //! Needs Debian's `squid` package (`/usr/sbin/squid`, helpers in `/usr/lib/squid`), installed by
 //! `scripts/test.sh`; the squid service is never used.
 
+use super::logfile::{read_lines, wait_lines};
 use super::nginx::{apr1_hash, read_lossy, running_as_root};
 use super::{find_executable, poll, TempDir};
 use std::fmt::Write as _;
@@ -512,34 +513,21 @@ impl Squid {
 
     /// The access log's complete lines so far, parsed. Panics on a line it cannot parse.
     pub fn access_log(&self) -> Vec<SquidLogLine> {
-        let text = read_lossy(&self.dir.join("access.log"));
-        let complete = match text.rfind('\n') {
-            Some(i) => &text[..i],
-            None => "",
-        };
-        complete
-            .lines()
-            .map(|l| SquidLogLine::parse(l).unwrap_or_else(|e| panic!("{e}")))
-            .collect()
+        read_lines(&self.dir.join("access.log"), SquidLogLine::parse)
     }
 
     /// Waits (at most 5 s) until the access log has at least `n` lines and returns them all.
     /// Squid logs a transaction when it ends (a `CONNECT` when its tunnel closes), so a client
     /// may be ahead of the log. Panics, showing the lines and cache.log, if fewer appear.
     pub fn wait_log_lines(&self, n: usize) -> Vec<SquidLogLine> {
-        let got = poll(LOG_WAIT, Duration::from_millis(10), || {
-            let lines = self.access_log();
-            (lines.len() >= n).then_some(lines)
-        });
-        got.unwrap_or_else(|| {
-            let lines = self.access_log();
-            panic!(
-                "expected at least {n} squid access-log lines within {LOG_WAIT:?}, found {}:\n\
-                 {lines:#?}\n--- cache.log ---\n{}",
-                lines.len(),
-                self.cache_log()
-            )
-        })
+        wait_lines(
+            "squid access-log lines",
+            &self.dir.join("access.log"),
+            n,
+            SquidLogLine::parse,
+            LOG_WAIT,
+            || format!("\n--- cache.log ---\n{}", self.cache_log()),
+        )
     }
 }
 
