@@ -374,6 +374,8 @@ fn pick_port() -> u16 {
 enum Attempt {
     Up(Child),
     PortTaken,
+    /// Squid exited during start: its logs.
+    Failed(String),
 }
 
 /// A running squid. Dropping it kills squid and its helpers (SIGKILL: see `kill_squid`) and
@@ -413,6 +415,10 @@ impl Squid {
                         port,
                     }
                 }
+                Attempt::Failed(log) => {
+                    remove_shm(&service_name(port));
+                    panic!("{log}")
+                }
                 Attempt::PortTaken if attempt < PORT_ATTEMPTS => continue,
                 Attempt::PortTaken => {}
             }
@@ -427,6 +433,10 @@ impl Squid {
         let stderr = std::fs::File::create(dir.join("stderr.log")).expect("create stderr.log");
         let mut child = match Command::new(bin)
             .arg("-N")
+            // A service name of its own: squid names its shared-memory segments after it, so
+            // concurrent instances (and segments a killed one left behind) never collide.
+            .arg("-n")
+            .arg(service_name(port))
             .arg("-f")
             .arg(dir.join("squid.conf"))
             .current_dir(dir)
@@ -477,8 +487,10 @@ impl Squid {
                     return Attempt::PortTaken;
                 }
                 match status {
-                    Some(status) => panic!("squid exited during start ({status})\n{log}"),
-                    None => panic!("squid failed during start\n{log}"),
+                    Some(status) => {
+                        Attempt::Failed(format!("squid exited during start ({status})\n{log}"))
+                    }
+                    None => Attempt::Failed(format!("squid failed during start\n{log}")),
                 }
             }
             None => {
@@ -578,6 +590,24 @@ impl Drop for Squid {
         }
         if let Some(mut child) = self.child.take() {
             kill_squid(&mut child);
+        }
+        remove_shm(&service_name(self.port));
+    }
+}
+
+/// The squid service name of the instance on `port` in this process.
+fn service_name(port: u16) -> String {
+    format!("ferry{}p{port}", std::process::id())
+}
+
+/// Removes the shared-memory segments squid (killed, not shut down) left for `service`.
+fn remove_shm(service: &str) {
+    let prefix = format!("{service}-");
+    if let Ok(entries) = std::fs::read_dir("/dev/shm") {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
     }
 }
