@@ -505,8 +505,13 @@ impl Session {
         loop {
             check_url(&url)?;
             let hop_req = left_origin.as_ref().unwrap_or(auth_req);
-            let decision = ferry_proxy::choose_route(&url, proxy_config, force_tunnel);
-            let route = decision.route;
+            // Without any proxy the route is direct: skip the decision's explanations, which
+            // only `ferry proxy explain` reads (they cost allocations on every request).
+            let route = if proxy_config.http.is_none() && proxy_config.https.is_none() {
+                ferry_proxy::Route::Direct
+            } else {
+                ferry_proxy::choose_route(&url, proxy_config, force_tunnel).route
+            };
             let endpoint = match &route {
                 ferry_proxy::Route::Direct => None,
                 ferry_proxy::Route::Forward(p) | ferry_proxy::Route::Tunnel(p) => Some(p),
@@ -525,8 +530,9 @@ impl Session {
                 creds: proxy_given.as_ref(),
             });
             // I4: a host on the bypass list is intranet at MEDIUM (as `explain` says).
-            let bypasses_proxy = ferry_proxy::route::route_host(&url)
-                .is_some_and(|h| proxy_config.bypass.matches(&h).is_some());
+            let bypasses_proxy = proxy_config.bypass != ferry_proxy::BypassList::None
+                && ferry_proxy::route::route_host(&url)
+                    .is_some_and(|h| proxy_config.bypass.matches(&h).is_some());
             let hop_auth = auth::plan(
                 hop_req,
                 &given_for,
@@ -706,11 +712,12 @@ impl Session {
                         drop(resp);
                         authorization = Some(v);
                     }
+                    // answer() offers NTLM only when the hop has credentials.
                     auth::Answer::Ntlm => {
-                        drop(resp);
                         let Some((creds, _)) = &hop_auth.creds else {
-                            unreachable!("answer() offers NTLM only with credentials");
+                            break resp;
                         };
+                        drop(resp);
                         break self.ntlm_exchange(
                             &hop,
                             creds,

@@ -145,7 +145,7 @@ pub(crate) fn open_tunnel(
                         status: head.status.as_u16(),
                     });
                 }
-                return Ok((stream, bound.take().or(None)));
+                return Ok((stream, bound));
             }
             TunnelReply::Refused(status) => {
                 return Err(Error::Proxy {
