@@ -4,10 +4,9 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::cli::{self, Run};
 use support::{
     fnv1a64, large_file_bytes, large_file_fnv1a64, pki, show_bytes, Nginx, NginxOptions,
     ScriptServer, Step, TempDir,
@@ -15,16 +14,6 @@ use support::{
 
 /// Longest a single run of the binary may take before it is killed and the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(20);
-
-/// What one run of the binary produced.
-#[derive(Debug)]
-struct Run {
-    args: Vec<String>,
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-    elapsed: Duration,
-}
 
 impl Run {
     /// The stdout as text (lossy).
@@ -69,62 +58,7 @@ fn assert_one_error_line(stderr: &str, code: i32, context: &str) {
 /// Runs the binary with `args` in `cwd` (or the test's cwd), stdin empty, bounded by
 /// [`RUN_LIMIT`].
 fn ferry_in(cwd: Option<&Path>, args: &[&str]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for var in [
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
-    }
-    let started = Instant::now();
-    let mut child = cmd.spawn().expect("start the ferry binary");
-    // Drain both pipes on threads so a large output never blocks the child.
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() < RUN_LIMIT => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("ferry {args:?} still running after {RUN_LIMIT:?}: killed");
-            }
-            Err(e) => panic!("waiting for ferry {args:?}: {e}"),
-        }
-    };
-    let elapsed = started.elapsed();
-    let stdout = out.join().expect("stdout reader");
-    let stderr = String::from_utf8_lossy(&err.join().expect("stderr reader")).into_owned();
-    Run {
-        args: args.iter().map(|s| (*s).to_owned()).collect(),
-        code: status.code().unwrap_or(-1),
-        stdout,
-        stderr,
-        elapsed,
-    }
+    cli::run(env!("CARGO_BIN_EXE_ferry"), cwd, args, &[], RUN_LIMIT)
 }
 
 fn ferry(args: &[&str]) -> Run {

@@ -7,23 +7,13 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::cli::{self, Run};
 use support::{Apache, ApacheOptions, Nginx, NginxOptions, NtlmServer, TempDir};
 
 /// Longest a single run of the binary may take before it is killed and the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(20);
-
-/// What one run of the binary produced.
-#[derive(Debug)]
-struct Run {
-    args: Vec<String>,
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
 
 impl Run {
     fn out(&self) -> String {
@@ -49,56 +39,7 @@ impl Run {
 
 /// Runs the binary with `args`, stdin empty, no proxy variables, bounded by [`RUN_LIMIT`].
 fn ferry(args: &[&str]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for var in [
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "all_proxy",
-        "no_proxy",
-        "NO_PROXY",
-    ] {
-        cmd.env_remove(var);
-    }
-    let started = Instant::now();
-    let mut child = cmd.spawn().expect("start the ferry binary");
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() < RUN_LIMIT => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("ferry {args:?} still running after {RUN_LIMIT:?}: killed");
-            }
-            Err(e) => panic!("waiting for ferry {args:?}: {e}"),
-        }
-    };
-    Run {
-        args: args.iter().map(|s| (*s).to_owned()).collect(),
-        code: status.code().unwrap_or(-1),
-        stdout: out.join().expect("stdout reader"),
-        stderr: String::from_utf8_lossy(&err.join().expect("stderr reader")).into_owned(),
-    }
+    cli::run(env!("CARGO_BIN_EXE_ferry"), None, args, &[], RUN_LIMIT)
 }
 
 const ALICE_BASIC: &str = "Basic YWxpY2U6V29uZGVyLWxhbmQ=";

@@ -6,58 +6,20 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-use support::{large_file_bytes, poll, Nginx, NginxOptions, ScriptServer, Step, TempDir};
+use std::process::Command;
+use std::time::Duration;
+use support::{cli, large_file_bytes, Nginx, NginxOptions, ScriptServer, Step, TempDir};
 
 const RUN_LIMIT: Duration = Duration::from_secs(30);
 
 fn cmd(cwd: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    c.current_dir(cwd)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for var in [
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        c.env_remove(var);
-    }
-    c
+    cli::command(env!("CARGO_BIN_EXE_ferry"), Some(cwd), args, &[])
 }
 
 /// Runs ferry to completion (bounded): (exit code, stdout, stderr, elapsed).
 fn run(cwd: &Path, args: &[&str]) -> (i32, Vec<u8>, String, Duration) {
-    use std::io::Read;
-    let started = Instant::now();
-    let mut child = cmd(cwd, args).spawn().expect("spawn ferry");
-    // Drain stdout on a thread so a large body cannot block the child.
-    let mut out = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let status = poll(RUN_LIMIT, Duration::from_millis(10), || {
-        child.try_wait().ok().flatten()
-    });
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("ferry {args:?} ran past {RUN_LIMIT:?}");
-    };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    let stdout = reader.join().unwrap();
-    (status.code().unwrap_or(-1), stdout, err, started.elapsed())
+    let run = cli::run(env!("CARGO_BIN_EXE_ferry"), Some(cwd), args, &[], RUN_LIMIT);
+    (run.code, run.stdout, run.stderr, run.elapsed)
 }
 
 fn names(dir: &Path) -> Vec<String> {

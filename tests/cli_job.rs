@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{large_file_bytes, poll, Nginx, NginxOptions, TempDir};
+use support::{cli, large_file_bytes, Nginx, NginxOptions, TempDir};
 
 const RUN_LIMIT: Duration = Duration::from_secs(30);
 const BIG: &str = "big.bin";
@@ -19,38 +19,19 @@ const BIG_SIZE: u64 = 3 << 20;
 /// Runs `ferry job ARGS` in `cwd` with the store under `data` (bounded):
 /// (exit code, stdout, stderr).
 fn job(cwd: &Path, data: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    c.current_dir(cwd)
-        .arg("job")
-        .args(args)
-        .env("XDG_DATA_HOME", data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for var in [
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        c.env_remove(var);
-    }
-    let mut child = c.spawn().expect("spawn ferry");
-    let status = poll(RUN_LIMIT, Duration::from_millis(10), || {
-        child.try_wait().ok().flatten()
-    });
-    let Some(_) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("ferry job {args:?} ran past {RUN_LIMIT:?}");
-    };
-    let out = child.wait_with_output().unwrap();
+    let data = data.to_str().expect("utf-8 data path");
+    let args: Vec<&str> = std::iter::once("job").chain(args.iter().copied()).collect();
+    let run = cli::run(
+        env!("CARGO_BIN_EXE_ferry"),
+        Some(cwd),
+        &args,
+        &[("XDG_DATA_HOME", data)],
+        RUN_LIMIT,
+    );
     (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        run.code,
+        String::from_utf8_lossy(&run.stdout).into_owned(),
+        run.stderr,
     )
 }
 

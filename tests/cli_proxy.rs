@@ -6,26 +6,11 @@
 
 mod support;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-use support::{pki, show_bytes, Nginx, NginxOptions, Squid, SquidOptions};
+use std::time::Duration;
+use support::{cli, pki, show_bytes, Nginx, NginxOptions, Squid, SquidOptions};
 
 /// Longest a single run of the binary may take before it is killed and the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(20);
-
-/// Every variable that could change the proxy a run uses; removed before each run.
-const PROXY_VARS: &[&str] = &[
-    "http_proxy",
-    "HTTP_PROXY",
-    "https_proxy",
-    "HTTPS_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-    "no_proxy",
-    "NO_PROXY",
-    "REQUEST_METHOD",
-];
 
 /// A proxy URL nobody listens on: a request that used it would fail to connect (exit 7).
 const DEAD_PROXY: &str = "http://127.0.0.1:1";
@@ -79,54 +64,13 @@ impl Run {
 
 /// Runs the binary with `args` and, besides a clean proxy environment, `env`.
 fn ferry_env(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for var in PROXY_VARS {
-        cmd.env_remove(var);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let started = Instant::now();
-    let mut child = cmd.spawn().expect("start the ferry binary");
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() < RUN_LIMIT => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("ferry {args:?} still running after {RUN_LIMIT:?}: killed");
-            }
-            Err(e) => panic!("waiting for ferry {args:?}: {e}"),
-        }
-    };
-    let text = |v: Vec<u8>| String::from_utf8_lossy(&v).into_owned();
+    let run = cli::run(env!("CARGO_BIN_EXE_ferry"), None, args, env, RUN_LIMIT);
     Run {
-        args: args.iter().map(|s| (*s).to_owned()).collect(),
-        env: env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        code: status.code().unwrap_or(-1),
-        stdout: text(out.join().expect("stdout reader")),
-        stderr: text(err.join().expect("stderr reader")),
+        args: run.args,
+        env: run.env,
+        code: run.code,
+        stdout: String::from_utf8_lossy(&run.stdout).into_owned(),
+        stderr: run.stderr,
     }
 }
 

@@ -36,6 +36,7 @@
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod apache;
+pub mod cli;
 pub mod logfile;
 pub mod nginx;
 pub mod ntlm;
