@@ -11,9 +11,15 @@ use crate::redirect::RedirectPolicy;
 use crate::request::RequestBuilder;
 use crate::response::Response;
 use crate::session::Session;
+use ferry_auth::{Credentials, SchemeSet};
 use ferry_http::io::TlsSettings;
 use ferry_http::proto::Violation;
+use ferry_proxy::{BypassList, ProxyConfig, WinHttpBypass};
 use ferry_transfer::fetch::{ErrorClass, Fetch, FetchError, FetchHead, FetchRequest};
+use ferry_transfer::job::{
+    AuthScheme as JobScheme, CredentialTarget, Job, ProxyChoice, RedirectPolicy as JobRedirect,
+};
+use ferry_transfer::queue::Connector;
 use http::Method;
 use std::time::Duration;
 
@@ -25,6 +31,7 @@ pub struct SessionFetch {
     redirect_policy: Option<RedirectPolicy>,
     connect_timeout: Option<Duration>,
     headers: Vec<(String, String)>,
+    bearer: Option<String>,
 }
 
 impl SessionFetch {
@@ -36,7 +43,14 @@ impl SessionFetch {
             redirect_policy: None,
             connect_timeout: None,
             headers: Vec::new(),
+            bearer: None,
         }
+    }
+
+    /// A bearer token (RFC 6750) for every request, sent only to each request's origin.
+    pub fn bearer(mut self, token: impl Into<String>) -> SessionFetch {
+        self.bearer = Some(token.into());
+        self
     }
 
     /// TLS settings for every request.
@@ -79,6 +93,9 @@ impl SessionFetch {
         }
         if let Some(t) = self.connect_timeout {
             b = b.connect_timeout(t);
+        }
+        if let Some(t) = &self.bearer {
+            b = b.bearer_auth(t.clone());
         }
         with_fetch_request(b, req).send()
     }
@@ -169,6 +186,104 @@ impl Fetch for Session {
             .send()
             .map_err(|e| fetch_error(&e))?;
         Ok((fetch_head(&resp), resp))
+    }
+}
+
+/// Builds each job's [`SessionFetch`] for the transfer queue: the job's credentials (server
+/// and proxy), its proxy choice, its redirect policy, and an isolation tag naming the owner,
+/// so that no two owners ever share a connection (DESIGN: owner isolation).
+#[derive(Debug, Clone)]
+pub struct JobConnector {
+    proxy: ProxyConfig,
+    tls: Option<TlsSettings>,
+}
+
+impl JobConnector {
+    /// A connector whose "session" proxy choice means `proxy` (the service's configuration).
+    pub fn new(proxy: ProxyConfig) -> JobConnector {
+        JobConnector { proxy, tls: None }
+    }
+
+    /// TLS settings for every job (extra roots, for instance).
+    pub fn tls(mut self, tls: TlsSettings) -> JobConnector {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The session and fetch settings for `job`.
+    pub fn fetch_for(&self, job: &Job) -> Result<SessionFetch, FetchError> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            FetchError::fatal(format!("the job's {what} is unusable: {e}"))
+        };
+        let proxy = match job.proxy() {
+            ProxyChoice::Session => self.proxy.clone(),
+            ProxyChoice::None => ProxyConfig::none(),
+            ProxyChoice::Override { proxy, bypass } => {
+                let mut c = ProxyConfig::per_scheme_list(proxy).map_err(|e| bad("proxy", &e))?;
+                if !bypass.is_empty() {
+                    c = c.with_bypass(BypassList::WinHttp(
+                        WinHttpBypass::parse(bypass),
+                        "the job's bypass list",
+                    ));
+                }
+                c
+            }
+        };
+        let mut b = Session::builder()
+            .proxy(proxy)
+            .isolation_tag(format!("uid:{}", job.owner_uid()));
+        let mut bearer = None;
+        for target in [CredentialTarget::Server, CredentialTarget::Proxy] {
+            let Some(c) = job.credentials(target) else {
+                continue;
+            };
+            let schemes = match c.scheme {
+                JobScheme::Basic => SchemeSet::BASIC,
+                JobScheme::Digest => SchemeSet::DIGEST,
+                JobScheme::Ntlm => SchemeSet::NTLM,
+                JobScheme::Negotiate => {
+                    return Err(FetchError::fatal(
+                        "Negotiate (Kerberos) credentials are not supported; use NTLM",
+                    ))
+                }
+                JobScheme::Bearer => {
+                    if target == CredentialTarget::Proxy {
+                        return Err(FetchError::fatal(
+                            "a bearer token cannot authenticate to a proxy",
+                        ));
+                    }
+                    bearer = Some(c.secret.expose().to_owned());
+                    continue;
+                }
+            };
+            let creds = Credentials::new(&c.user, c.secret.expose());
+            b = match target {
+                CredentialTarget::Server => b.credentials(creds, schemes),
+                CredentialTarget::Proxy => b.proxy_credentials(creds, schemes),
+            };
+        }
+        if let Some(t) = &self.tls {
+            b = b.tls(t.clone());
+        }
+        let session = b.build().map_err(|e| fetch_error(&e))?;
+        let policy = match job.redirect_policy() {
+            JobRedirect::Disallow => RedirectPolicy::Never,
+            _ if job.allow_https_to_http() => RedirectPolicy::Always,
+            _ => RedirectPolicy::NoHttpsToHttp,
+        };
+        let mut f = SessionFetch::new(session).redirect_policy(policy);
+        if let Some(t) = bearer {
+            f = f.bearer(t);
+        }
+        Ok(f)
+    }
+}
+
+impl Connector for JobConnector {
+    type Fetch = SessionFetch;
+
+    fn connect(&self, job: &Job) -> Result<SessionFetch, FetchError> {
+        self.fetch_for(job)
     }
 }
 

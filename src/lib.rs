@@ -35,7 +35,9 @@ pub use ferry_auth::{
     AuthPolicy, AutologonLevel, Credentials, Identity, Scheme as AuthScheme, SchemeSet, Secret,
 };
 pub use ferry_proxy::{ProxyConfig, ProxyPolicy};
-pub use fetcher::{error_class, fetch_error, fetch_head, with_fetch_request, SessionFetch};
+pub use fetcher::{
+    error_class, fetch_error, fetch_head, with_fetch_request, JobConnector, SessionFetch,
+};
 pub use key::{PoolKey, Route};
 pub use redirect::{RedirectPolicy, MAX_REDIRECTS};
 pub use request::RequestBuilder;

@@ -1,7 +1,8 @@
 //! The curl-mode download flags of the `ferry` binary: `-C -` (resume from the file's size,
 //! with `If-Range` when the sidecar knows a validator), `-r`, `-J` with `-O` (sanitised, stays
 //! in the directory, never overwrites), `--retry` against a server that answers 503 then 200,
-//! and `--limit-rate`. Loopback only; every run is bounded.
+//! `--limit-rate`, and the destination lock (a second `-C -` on a file being written fails).
+//! Loopback only; every run is bounded.
 
 mod support;
 
@@ -118,6 +119,56 @@ fn continue_at_refuses_a_server_that_ignores_ranges() {
         &body[..10],
         "never appended"
     );
+    server.finish().unwrap();
+}
+
+#[test]
+fn continue_at_refuses_a_file_another_run_is_writing() {
+    // The engine's lock covers curl mode too: a second `-C -` on the same file fails at once.
+    let body = large_file_bytes(FILE, 0, 64 * 1024);
+    let head = "HTTP/1.1 200 OK\r\nContent-Length: 65536\r\nETag: \"v1\"\r\n\
+                Accept-Ranges: bytes\r\nConnection: close\r\n\r\n";
+    let server = ScriptServer::start(vec![vec![
+        Step::any_head(),
+        Step::send([head.as_bytes(), &body[..1000]].concat()),
+        // The first run holds its lock meanwhile.
+        Step::sleep_ms(3000),
+        Step::send(&body[1000..]),
+        Step::Close,
+    ]]);
+    let dir = TempDir::new("cli-c-lock");
+    let url = server.url("/f.bin");
+    let args = ["-C", "-", "-o", "out", url.as_str()];
+    let mut first = cmd(dir.path(), &args).spawn().unwrap();
+    let out = dir.join("out");
+    let started = support::poll(Duration::from_secs(10), Duration::from_millis(5), || {
+        (std::fs::metadata(&out).map_or(0, |m| m.len()) >= 1000).then_some(())
+    });
+    if started.is_none() {
+        let _ = first.kill();
+        let _ = first.wait();
+        panic!("the first run never wrote 1000 bytes");
+    }
+    let (code, _, err, elapsed) = run(dir.path(), &args);
+    assert_eq!(code, 23, "{err}");
+    assert!(
+        err.starts_with("ferry: (23) another download is already writing out")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(elapsed < Duration::from_secs(1), "at once: {elapsed:?}");
+    assert_eq!(std::fs::read(&out).unwrap(), &body[..1000], "untouched");
+    let status = support::poll(RUN_LIMIT, Duration::from_millis(5), || {
+        first.try_wait().ok().flatten()
+    });
+    let Some(status) = status else {
+        let _ = first.kill();
+        let _ = first.wait();
+        panic!("the first run did not end within {RUN_LIMIT:?}");
+    };
+    assert!(status.success(), "{status}");
+    assert!(std::fs::read(&out).unwrap() == body);
+    assert_eq!(names(dir.path()), ["out"], "lock and sidecar removed");
     server.finish().unwrap();
 }
 

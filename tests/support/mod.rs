@@ -24,6 +24,8 @@
 //! - [`NtlmProxy`]: an NTLMv2-authenticating forward proxy (`tests/servers/ntlm_proxy.py`, NTLM by
 //!   pyspnego), per-connection authentication, forwarding and CONNECT tunnels, with a per-request
 //!   log of connection, user, method, target, status and message type.
+//! - [`Service`]: a private `ferry service` (own runtime and data directories) and `ferry job`
+//!   runs against it; killed on drop.
 //! - [`pattern`]: deterministic, position-addressable file contents for large-file and range
 //!   tests, and FNV-1a for cheap comparisons.
 //!
@@ -45,6 +47,7 @@ pub mod pattern;
 pub mod pki;
 pub mod recording;
 pub mod script;
+pub mod service;
 pub mod squid;
 pub mod tempdir;
 
@@ -56,6 +59,7 @@ pub use pattern::{fnv1a64, large_file_bytes, large_file_fnv1a64};
 pub use pki::{pki, Pki};
 pub use recording::{RecordedRequest, RecordingOrigin};
 pub use script::{ScriptServer, Step};
+pub use service::{Service, ServiceEnv};
 pub use squid::{Squid, SquidLogLine, SquidOptions};
 pub use tempdir::TempDir;
 

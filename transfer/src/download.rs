@@ -5,6 +5,7 @@
 //!  dest = dir/NAME
 //!  dir/.NAME.ferry-part    data, written at each piece's local offset (umask mode, never wider)
 //!  dir/.NAME.ferry-state   sidecar: validator + per-piece progress, replaced atomically
+//!  dir/.NAME.ferry-lock    held (flock, exclusive) for the whole run; removed when it ends
 //!
 //!  load sidecar ──► pieces ──► for each piece: request ──► classify ──► write body ──► checkpoint
 //!                                   ▲                        │
@@ -27,6 +28,10 @@
 //! 6. Data is fsynced and the sidecar rewritten at least every `checkpoint_bytes` or
 //!    `checkpoint_interval`, so a kill re-downloads at most one interval.
 //! 7. The destination appears only by `rename(2)` of a complete, verified file.
+//! 8. One writer per destination: a run holds an exclusive lock on `.NAME.ferry-lock` from
+//!    before it reads the sidecar until after it renames or cleans up, so a second run on the
+//!    same destination (another process, or another job in the same queue) fails at once with
+//!    [`DownloadError::Busy`] and touches nothing.
 //!
 //! Time is injected through [`Clock`]: retry delays and checkpoint intervals are measured on
 //! it, never on the wall clock.
@@ -36,9 +41,9 @@ use crate::range::{ByteRange, ContentRange};
 use crate::throttle::TokenBucket;
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -63,6 +68,9 @@ pub const MIN_SEGMENT: u64 = 1 << 20;
 pub const MAX_SEGMENTS: usize = 16;
 /// Largest sidecar accepted when loading (it holds a few lines per piece).
 const MAX_SIDECAR: u64 = 1 << 20;
+/// Attempts at taking the lock when its file keeps being replaced under us (each replacement
+/// means another run just ended; a handful is plenty).
+const LOCK_ATTEMPTS: usize = 8;
 
 /// A clock: now, and sleeping. The engine reads time only through it.
 pub trait Clock: Send + Sync {
@@ -516,12 +524,23 @@ pub enum DownloadError {
     },
     /// The options cannot work together.
     BadOptions(&'static str),
+    /// Another run (process or job) holds the destination's lock: nothing was touched.
+    Busy {
+        /// The destination.
+        dest: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// The holder's process id, as it wrote it into the lock file (informational).
+        pid: Option<u32>,
+    },
 }
 
 impl DownloadError {
-    /// Whether trying again later may succeed.
+    /// Whether trying again later may succeed (a busy destination frees up when its other
+    /// run ends).
     pub fn is_transient(&self) -> bool {
         matches!(self, DownloadError::Fetch(e) if e.is_transient())
+            || matches!(self, DownloadError::Busy { .. })
     }
 
     /// The HTTP status behind the failure, if any.
@@ -551,6 +570,18 @@ impl fmt::Display for DownloadError {
             }
             DownloadError::Io { what, source } => write!(f, "{what}: {source}"),
             DownloadError::BadOptions(why) => f.write_str(why),
+            DownloadError::Busy { dest, lock, pid } => {
+                write!(
+                    f,
+                    "another download is already writing {} (it holds {}",
+                    dest.display(),
+                    lock.display()
+                )?;
+                match pid {
+                    Some(pid) => write!(f, ", pid {pid})"),
+                    None => f.write_str(")"),
+                }
+            }
         }
     }
 }
@@ -595,6 +626,100 @@ pub fn temp_path(dest: &Path) -> PathBuf {
 /// The sidecar state file beside `dest`.
 pub fn state_path(dest: &Path) -> PathBuf {
     side_path(dest, "ferry-state")
+}
+
+/// The lock file beside `dest` (see [`DestLock`]).
+pub fn lock_path(dest: &Path) -> PathBuf {
+    side_path(dest, "ferry-lock")
+}
+
+/// An exclusive hold on one destination: `flock(2)` (std's [`File::try_lock`]) on
+/// `.NAME.ferry-lock` beside it. Dropping it removes the lock file and releases the lock.
+///
+/// The kernel drops the lock when its holder dies, so a file left by a killed run blocks
+/// nobody. Removing the file on release is safe because a lock only counts when it is on the
+/// file the path names *after* locking: a run that opened the old file just before it was
+/// removed finds, once it has the lock, that the path names another file (or none), and tries
+/// again with a fresh one.
+#[derive(Debug)]
+pub struct DestLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl DestLock {
+    /// Takes the lock for `dest` without waiting: [`DownloadError::Busy`] when another run holds
+    /// it. Creates the lock file (mode 0600 minus the umask) and writes this process's id in it.
+    pub fn acquire(dest: &Path) -> Result<DestLock, DownloadError> {
+        let path = lock_path(dest);
+        for _ in 0..LOCK_ATTEMPTS {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io_err("cannot open the lock file"))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    return Err(DownloadError::Busy {
+                        dest: dest.to_owned(),
+                        pid: holder_pid(&file),
+                        lock: path,
+                    })
+                }
+                Err(TryLockError::Error(e)) => {
+                    return Err(io_err("cannot lock the lock file")(e));
+                }
+            }
+            if !names_file(&path, &file) {
+                // The holder before us removed it between our open and our lock.
+                continue;
+            }
+            // Informational only (for the other run's error message): not synced.
+            let pid = format!("{}\n", std::process::id());
+            let _ = file
+                .set_len(0)
+                .and_then(|()| file.write_all_at(pid.as_bytes(), 0));
+            return Ok(DestLock { file, path });
+        }
+        Err(DownloadError::Io {
+            what: "cannot take the lock",
+            source: io::Error::other("the lock file kept being replaced"),
+        })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for DestLock {
+    fn drop(&mut self) {
+        // Remove the file while still holding the lock (closing the file releases it), and only
+        // if it is still ours: someone may have removed it and another run made a new one.
+        if names_file(&self.path, &self.file) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Whether `path` names the open `file` (same device and inode).
+fn names_file(path: &Path, file: &File) -> bool {
+    match (std::fs::metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// The process id a lock holder wrote into its lock file, if readable.
+fn holder_pid(file: &File) -> Option<u32> {
+    let mut buf = [0u8; 16];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
 }
 
 /// Lower-case hex.
@@ -769,8 +894,11 @@ impl Download {
         }
     }
 
-    /// Runs the download over one connection at a time.
+    /// Runs the download over one connection at a time, holding the destination's
+    /// [`DestLock`] throughout ([`DownloadError::Busy`] at once if another run holds it).
     pub fn run<F: Fetch>(&self, fetch: &F) -> Result<Report, DownloadError> {
+        // Before anything reads or cleans up the sidecar or the data: they may be another run's.
+        let _lock = DestLock::acquire(&self.dest)?;
         let result = self.prepare(fetch).and_then(|run| {
             run.single()?;
             run.finish()
@@ -798,11 +926,12 @@ impl Download {
     }
 
     /// Runs the download with up to [`Options::segments`] connections at once when the file is
-    /// large and the server supports ranges; otherwise like [`Download::run`].
+    /// large and the server supports ranges; otherwise like [`Download::run`] (the same lock).
     pub fn run_segmented<F>(&self, fetch: &F) -> Result<Report, DownloadError>
     where
         F: Fetch + Sync,
     {
+        let _lock = DestLock::acquire(&self.dest)?;
         let result = self.prepare(fetch).and_then(|run| self.segmented(run));
         self.cleanup_on_error(result)
     }
@@ -1615,6 +1744,195 @@ mod tests {
         let name = t.file_name().unwrap().to_str().unwrap();
         assert!(name.len() <= 255 && name.starts_with(".ferry-"), "{name}");
         assert_eq!(temp_path(Path::new("f")), Path::new(".f.ferry-part"));
+    }
+
+    /// A fresh directory under the temp dir, removed on drop.
+    struct TestDir(PathBuf);
+
+    impl TestDir {
+        fn new(label: &str) -> TestDir {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let p =
+                std::env::temp_dir().join(format!("ferry-unit-{label}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            TestDir(p)
+        }
+
+        fn names(&self) -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(&self.0)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        }
+    }
+
+    impl Drop for TestDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn the_lock_excludes_a_second_holder_and_is_removed_on_release() {
+        let dir = TestDir::new("lock");
+        let dest = dir.0.join("f.iso");
+        let lock = DestLock::acquire(&dest).unwrap();
+        assert_eq!(lock.path(), dir.0.join(".f.iso.ferry-lock"));
+        // flock locks belong to open files, so a second open in this very process (another job
+        // of the same queue) is refused just like another process.
+        match DestLock::acquire(&dest) {
+            Err(DownloadError::Busy {
+                dest: d,
+                lock: l,
+                pid,
+            }) => {
+                assert_eq!((d.as_path(), l.as_path()), (dest.as_path(), lock.path()));
+                assert_eq!(pid, Some(std::process::id()));
+            }
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        let e = DestLock::acquire(&dest).unwrap_err();
+        assert!(e.is_transient(), "a busy destination frees up later");
+        assert!(e.to_string().contains("already writing"), "{e}");
+        drop(lock);
+        assert!(dir.names().is_empty(), "{:?}", dir.names());
+        // Free again.
+        drop(DestLock::acquire(&dest).unwrap());
+        assert!(dir.names().is_empty());
+    }
+
+    #[test]
+    fn a_lock_file_left_by_a_dead_run_blocks_nobody() {
+        let dir = TestDir::new("stale");
+        let dest = dir.0.join("f.iso");
+        // What a SIGKILLed run leaves: the file, with a pid, and no lock on it.
+        std::fs::write(lock_path(&dest), "4242\n").unwrap();
+        let lock = DestLock::acquire(&dest).unwrap();
+        let text = std::fs::read_to_string(lock.path()).unwrap();
+        assert_eq!(text, format!("{}\n", std::process::id()));
+        drop(lock);
+        assert!(dir.names().is_empty());
+    }
+
+    #[test]
+    fn a_lock_file_replaced_while_held_is_not_removed_by_its_old_holder() {
+        let dir = TestDir::new("replaced");
+        let dest = dir.0.join("f.iso");
+        let old = DestLock::acquire(&dest).unwrap();
+        // Someone removes the file; a new run makes and takes a new one.
+        std::fs::remove_file(old.path()).unwrap();
+        let new = DestLock::acquire(&dest).unwrap();
+        drop(old);
+        assert_eq!(
+            dir.names(),
+            [".f.iso.ferry-lock"],
+            "the new holder's file stays"
+        );
+        assert!(matches!(
+            DestLock::acquire(&dest),
+            Err(DownloadError::Busy { .. })
+        ));
+        drop(new);
+        assert!(dir.names().is_empty());
+    }
+
+    /// A fetcher that, while "on the wire", tries to start a second run on the same destination
+    /// and records what happened, then fails for good.
+    struct Contender {
+        dest: PathBuf,
+        seen: Mutex<Vec<String>>,
+    }
+
+    impl Fetch for Contender {
+        type Body = io::Empty;
+
+        fn fetch(&self, req: &FetchRequest<'_>) -> Result<(FetchHead, io::Empty), FetchError> {
+            let second = Download::new(req.url.clone(), &self.dest);
+            let r = second.run(&Refuse);
+            self.seen.lock().unwrap().push(match r {
+                Err(DownloadError::Busy { .. }) => "busy".to_owned(),
+                other => format!("{other:?}"),
+            });
+            Err(FetchError::fatal("scripted final failure"))
+        }
+    }
+
+    /// A fetcher that must never be reached.
+    struct Refuse;
+
+    impl Fetch for Refuse {
+        type Body = io::Empty;
+
+        fn fetch(&self, _: &FetchRequest<'_>) -> Result<(FetchHead, io::Empty), FetchError> {
+            panic!("a run that could not take the lock made a request")
+        }
+    }
+
+    #[test]
+    fn run_and_run_segmented_hold_the_lock_while_they_work() {
+        let dir = TestDir::new("run-lock");
+        let dest = dir.0.join("out.bin");
+        let url = Url::parse("http://fake.test/out.bin").unwrap();
+        let f = Contender {
+            dest: dest.clone(),
+            seen: Mutex::new(Vec::new()),
+        };
+        let e = Download::new(url.clone(), &dest).run(&f).unwrap_err();
+        assert!(matches!(e, DownloadError::Fetch(_)), "{e:?}");
+        let opts = Options {
+            segments: 4,
+            ..Options::default()
+        };
+        let e = Download::new(url, &dest)
+            .options(opts)
+            .run_segmented(&f)
+            .unwrap_err();
+        assert!(matches!(e, DownloadError::Fetch(_)), "{e:?}");
+        // run_segmented probes with HEAD first, then GETs: every request saw the lock held.
+        let seen = f.seen.lock().unwrap().clone();
+        assert!(
+            seen.len() >= 2 && seen.iter().all(|s| s == "busy"),
+            "{seen:?}"
+        );
+        // Nothing worth resuming: the runs left nothing behind, lock file included.
+        assert!(dir.names().is_empty(), "{:?}", dir.names());
+    }
+
+    #[test]
+    fn a_busy_run_leaves_the_holders_files_alone() {
+        let dir = TestDir::new("busy-files");
+        let dest = dir.0.join("out.bin");
+        // The holder's files, with nothing checkpointed yet: exactly what a failed run would
+        // clean up as "nothing worth resuming", had it not been refused first.
+        std::fs::write(temp_path(&dest), b"").unwrap();
+        let st = State {
+            pieces: vec![Piece {
+                start: 0,
+                end: None,
+                offset: 0,
+                done: 0,
+            }],
+            ..State::default()
+        };
+        save_state(&dest, &st).unwrap();
+        let held = DestLock::acquire(&dest).unwrap();
+        let url = Url::parse("http://fake.test/out.bin").unwrap();
+        let e = Download::new(url, &dest).run(&Refuse).unwrap_err();
+        assert!(matches!(e, DownloadError::Busy { .. }), "{e:?}");
+        assert_eq!(
+            dir.names(),
+            [
+                ".out.bin.ferry-lock",
+                ".out.bin.ferry-part",
+                ".out.bin.ferry-state"
+            ]
+        );
+        assert_eq!(load_state(&dest), Some(st));
+        drop(held);
     }
 
     #[test]

@@ -5,14 +5,15 @@
 //! statuses with [`classify_status`]. A [`FetchError`] is for failures with no response:
 //! connection refused, timeouts, certificates, refused credentials.
 //!
-//! Classification (issue 5): connection failures, timeouts, 408, 429 (honouring
-//! `Retry-After`) and 5xx are [`ErrorClass::Transient`] and retried after a delay; other 4xx,
-//! certificate failures and refused credentials are [`ErrorClass::Final`].
+//! Classification (issue 5): connection failures, timeouts, 408, 429 and 503 (both honouring
+//! `Retry-After`, as seconds or an HTTP-date) and other 5xx are [`ErrorClass::Transient`] and
+//! retried after a delay; other 4xx, certificate failures and refused credentials are
+//! [`ErrorClass::Final`].
 
 use http::HeaderMap;
 use std::fmt;
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use url::Url;
 
 /// The longest `Retry-After` honoured (a day); larger values are capped, so a hostile server
@@ -158,7 +159,10 @@ pub fn classify_status(status: u16, headers: &HeaderMap) -> Option<FetchError> {
         429 | 503 => headers
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after),
+            .and_then(|v| {
+                let date = headers.get("date").and_then(|d| d.to_str().ok());
+                retry_after_delay(v, date, SystemTime::now())
+            }),
         _ => None,
     };
     let what = match status {
@@ -180,16 +184,106 @@ pub fn classify_status(status: u16, headers: &HeaderMap) -> Option<FetchError> {
     })
 }
 
-/// Parses `Retry-After` as delay-seconds (RFC 9110 §10.2.3), capped at [`MAX_RETRY_AFTER`].
-/// The HTTP-date form would need the wall clock, which the engine never reads: it is ignored,
-/// and the engine's own delay applies.
+/// Parses `Retry-After` (RFC 9110 §10.2.3) as a delay from now: delay-seconds, or an
+/// IMF-fixdate measured against the wall clock. Capped at [`MAX_RETRY_AFTER`]; a date in the
+/// past is no delay. See [`retry_after_delay`] for the form that uses the response's `Date`.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    retry_after_delay(value, None, SystemTime::now())
+}
+
+/// The delay a `Retry-After` value asks for, capped at [`MAX_RETRY_AFTER`]; `None` when it is
+/// neither delay-seconds nor an IMF-fixdate (the caller's own delay then applies).
+///
+/// An HTTP-date is measured against `date`, the response's own `Date` field, when that is a
+/// valid IMF-fixdate: both times then come from the server's clock, so a client whose clock is
+/// off waits what the server meant. Only without a usable `Date` is `now` (the wall clock, the
+/// one place the engine reads it) the reference. A date at or before the reference is no delay.
+pub fn retry_after_delay(value: &str, date: Option<&str>, now: SystemTime) -> Option<Duration> {
     let v = value.trim();
-    if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        if v.len() > 20 {
+            return None;
+        }
+        let secs: u64 = v.parse().ok()?;
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+    }
+    let at = parse_http_date(v)?;
+    let reference = date.and_then(parse_http_date).unwrap_or_else(|| {
+        now.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+    Some(Duration::from_secs(at.saturating_sub(reference)).min(MAX_RETRY_AFTER))
+}
+
+const DAY_NAMES: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Days from 1970-01-01 to the proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12; // March is 0, so the leap day ends the year
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses an IMF-fixdate (RFC 9110 §5.6.7: `Sun, 06 Nov 1994 08:49:37 GMT`) strictly, into
+/// seconds since the Unix epoch. Everything is checked: the fixed layout, the case of the names,
+/// the day against the month (and leap years), the time fields, and the day name against the
+/// date. The obsolete RFC 850 and asctime forms, and dates before 1970, give `None`.
+pub fn parse_http_date(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    // Fixed layout, 29 ASCII bytes; checking ASCII first makes every byte slice below a char
+    // boundary.
+    if b.len() != 29 || !s.is_ascii() {
         return None;
     }
-    let secs: u64 = v.parse().ok()?;
-    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+    let seps = [
+        (3, b','),
+        (4, b' '),
+        (7, b' '),
+        (11, b' '),
+        (16, b' '),
+        (19, b':'),
+        (22, b':'),
+    ];
+    if seps.iter().any(|&(i, c)| b[i] != c) || &s[25..] != " GMT" {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        let d = &s[from..to];
+        d.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| d.parse().ok())
+            .flatten()
+    };
+    let weekday = DAY_NAMES.iter().position(|d| *d == &s[..3])?;
+    let day = num(5, 7)?;
+    let month = MONTHS.iter().position(|m| *m == &s[8..11])? as i64 + 1;
+    let year = num(12, 16)?;
+    let (hour, minute, second) = (num(17, 19)?, num(20, 22)?, num(23, 25)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    // Second 60 is a leap second (RFC 5322 allows it); it counts as the next second.
+    if !(1..=month_days).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    // 1970-01-01 was a Thursday (index 4).
+    if (days + 4).rem_euclid(7) != weekday as i64 || days < 0 {
+        return None;
+    }
+    u64::try_from(days * 86_400 + hour * 3600 + minute * 60 + second).ok()
 }
 
 #[cfg(test)]
@@ -229,12 +323,111 @@ mod tests {
         assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
         let e = classify_status(429, &h(&[("retry-after", "99999999999")])).unwrap();
         assert_eq!(e.retry_after, Some(MAX_RETRY_AFTER));
+        // An HTTP-date is measured against the response's own Date: 90 s on the server's clock.
+        let e = classify_status(
+            503,
+            &h(&[
+                ("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT"),
+                ("date", "Wed, 21 Oct 2015 07:26:30 GMT"),
+            ]),
+        );
+        assert_eq!(e.unwrap().retry_after, Some(Duration::from_secs(90)));
+        // Without a Date, against the wall clock: a date long past is no delay at all.
         let e = classify_status(503, &h(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")]));
-        assert_eq!(e.unwrap().retry_after, None);
+        assert_eq!(e.unwrap().retry_after, Some(Duration::ZERO));
+        // Only 429 and 503 carry a meaningful Retry-After.
+        let e = classify_status(500, &h(&[("retry-after", "7")])).unwrap();
+        assert_eq!(e.retry_after, None);
         assert_eq!(parse_retry_after("-1"), None);
         assert_eq!(parse_retry_after(""), None);
         assert_eq!(parse_retry_after("99999999999999999999999"), None);
         assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn imf_fixdate_is_parsed_strictly() {
+        // RFC 9110's example, and the epoch.
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_http_date(" Thu, 01 Jan 1970 00:00:00 GMT "), Some(0));
+        // Leap days: 2000 is a leap year (divisible by 400), 2100 is not (by 100).
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2000 00:00:00 GMT"),
+            Some(951_782_400)
+        );
+        assert_eq!(parse_http_date("Mon, 29 Feb 2100 00:00:00 GMT"), None);
+        assert_eq!(
+            parse_http_date("Fri, 31 Dec 9999 23:59:59 GMT"),
+            Some(253_402_300_799)
+        );
+        // A leap second counts as the next second.
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:60 GMT"), Some(60));
+        for bad in [
+            "",
+            "Sunday, 06-Nov-94 08:49:37 GMT", // RFC 850 (obsolete)
+            "Sun Nov  6 08:49:37 1994",       // asctime (obsolete)
+            "Mon, 06 Nov 1994 08:49:37 GMT",  // wrong day name for the date
+            "sun, 06 Nov 1994 08:49:37 GMT",  // names are case-sensitive
+            "Sun, 06 nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 gmt",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 6 Nov 1994 08:49:37 GMT", // two-digit day
+            "Sun, 06 Nov 94 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:60:00 GMT",
+            "Sun, 06 Nov 1994 08:49:61 GMT",
+            "Sun, 31 Nov 1994 08:49:37 GMT", // November has 30 days
+            "Sun, 00 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT+", // trailing garbage
+            "Sun, 06 Nov 1994 08-49-37 GMT",
+            "Sun, +6 Nov 1994 08:49:37 GMT",
+            "Wed, 31 Dec 1969 23:59:59 GMT", // before the epoch
+            "Sün, 6 Nov 1994 08:49:37 GMT",  // non-ASCII, 29 bytes: never sliced mid-char
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_dates_are_delays_from_the_reference() {
+        let at = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let date = "Sun, 06 Nov 1994 08:49:37 GMT"; // 784111777
+                                                    // Against the wall clock when no Date is given.
+        assert_eq!(
+            retry_after_delay(date, None, at(784_111_770)),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            retry_after_delay(date, None, at(784_111_777)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            retry_after_delay(date, None, at(900_000_000)),
+            Some(Duration::ZERO)
+        );
+        // The response's Date wins over the wall clock (which may be skewed).
+        assert_eq!(
+            retry_after_delay(date, Some("Sun, 06 Nov 1994 08:49:30 GMT"), at(0)),
+            Some(Duration::from_secs(7))
+        );
+        // An unusable Date falls back to the wall clock.
+        assert_eq!(
+            retry_after_delay(date, Some("yesterday"), at(784_111_775)),
+            Some(Duration::from_secs(2))
+        );
+        // Capped like delay-seconds.
+        assert_eq!(
+            retry_after_delay("Fri, 31 Dec 9999 23:59:59 GMT", None, at(0)),
+            Some(MAX_RETRY_AFTER)
+        );
+        // Neither form: ignored.
+        assert_eq!(retry_after_delay("soon", None, at(0)), None);
+        assert_eq!(retry_after_delay("1.5", None, at(0)), None);
+        // The wall-clock form agrees for delay-seconds.
+        assert_eq!(parse_retry_after("12"), Some(Duration::from_secs(12)));
     }
 
     #[test]

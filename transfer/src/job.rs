@@ -1016,6 +1016,13 @@ impl JobCredentials {
         if self.scheme == AuthScheme::Bearer && self.secret.0.is_empty() {
             return err("the bearer token is empty");
         }
+        if self.scheme == AuthScheme::Bearer && self.target == CredentialTarget::Proxy {
+            return err("a bearer token cannot authenticate to a proxy");
+        }
+        if self.scheme == AuthScheme::Negotiate {
+            // Accepting it would only fail every transfer later: there is no Kerberos here.
+            return err("Negotiate (Kerberos) is not supported; use NTLM");
+        }
         Ok(())
     }
 }
@@ -1353,7 +1360,12 @@ impl Job {
                 self.retry_at = None;
                 self.no_progress_since = None;
             }
-            Verb::Progress | Verb::AllDone => self.no_progress_since = None,
+            Verb::Progress => self.no_progress_since = None,
+            Verb::AllDone => {
+                // Every byte arrived: an error from an earlier attempt is history.
+                self.no_progress_since = None;
+                self.last_error = None;
+            }
             Verb::RetryDue => self.retry_at = None,
             _ => {}
         }
@@ -1393,6 +1405,26 @@ impl Job {
             self.retry_at = Some(retry);
         }
         Ok(to)
+    }
+
+    /// Puts a queued or running job in transient error for a reason outside the transfer
+    /// (the bandwidth policy blocks it): no retry timer and no no-progress accounting, so it
+    /// can never turn into a final error; the engine queues it again when the reason ends.
+    pub fn hold_transient(&mut self, error: JobError, now: u64) -> Result<State, ValidationError> {
+        let since = self.no_progress_since;
+        let to = self.apply(Verb::TransientFailure, now)?;
+        self.last_error = Some(error);
+        self.no_progress_since = since;
+        self.retry_at = None;
+        Ok(to)
+    }
+
+    /// Moves the retry of a job in transient error to no earlier than `at` (a server's
+    /// `Retry-After` longer than the minimum retry delay). Other states are left alone.
+    pub fn postpone_retry(&mut self, at: u64) {
+        if self.state == State::TransientError {
+            self.retry_at = Some(self.retry_at.map_or(at, |r| r.max(at)));
+        }
     }
 
     /// The timer event due at `now`, if any: [`Verb::NoProgressTimeout`] once the deadline

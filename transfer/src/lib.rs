@@ -16,7 +16,9 @@
 pub mod disposition;
 pub mod download;
 pub mod fetch;
+pub mod files;
 pub mod job;
+pub mod queue;
 pub mod range;
 pub mod state;
 pub mod store;

@@ -204,3 +204,144 @@ mod tests {
         }
     }
 }
+
+/// Seconds in a day.
+const DAY: u32 = 24 * 3600;
+
+/// What the background policy allows at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cap {
+    /// No cap.
+    Unlimited,
+    /// At most this many bytes per second, shared by all background jobs.
+    Rate(u64),
+    /// A cap of 0: background jobs wait in transient error ("blocked by policy").
+    Blocked,
+}
+
+impl Cap {
+    fn from_rate(rate: Option<u64>) -> Cap {
+        match rate {
+            None => Cap::Unlimited,
+            Some(0) => Cap::Blocked,
+            Some(r) => Cap::Rate(r),
+        }
+    }
+}
+
+/// The global cap for background jobs (BITS group policy "limit the maximum network bandwidth
+/// for BITS background transfers"): one cap inside a daily time window, another outside it.
+/// Times of day are UTC seconds since midnight; a window may wrap past midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BackgroundPolicy {
+    /// `(start, end)` of the window, seconds since midnight UTC; `None`: no window, the
+    /// `outside` cap applies all day.
+    pub window: Option<(u32, u32)>,
+    /// The cap inside the window (`None`: unlimited, `Some(0)`: blocked).
+    pub inside: Option<u64>,
+    /// The cap outside the window.
+    pub outside: Option<u64>,
+}
+
+impl BackgroundPolicy {
+    /// Whether `t` (seconds since midnight UTC) lies in the window.
+    pub fn in_window(&self, t: u32) -> bool {
+        let t = t % DAY;
+        match self.window {
+            None => false,
+            Some((s, e)) if s <= e => (s..e).contains(&t),
+            Some((s, e)) => t >= s || t < e,
+        }
+    }
+
+    /// The cap at `t` (seconds since midnight UTC).
+    pub fn cap_at(&self, t: u32) -> Cap {
+        if self.in_window(t) {
+            Cap::from_rate(self.inside)
+        } else {
+            Cap::from_rate(self.outside)
+        }
+    }
+
+    /// The cap at a Unix time.
+    pub fn cap_at_unix(&self, unix_secs: u64) -> Cap {
+        self.cap_at((unix_secs % u64::from(DAY)) as u32)
+    }
+}
+
+/// Parses `HH:MM[:SS]-HH:MM[:SS]` (UTC) into a window; start and end must differ.
+pub fn parse_window(s: &str) -> Option<(u32, u32)> {
+    let (a, b) = s.trim().split_once('-')?;
+    let (a, b) = (parse_time_of_day(a)?, parse_time_of_day(b)?);
+    (a != b).then_some((a, b))
+}
+
+fn parse_time_of_day(s: &str) -> Option<u32> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if !(2..=3).contains(&parts.len()) {
+        return None;
+    }
+    let num = |p: &str, max: u32| -> Option<u32> {
+        (p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| p.parse().ok())
+            .flatten()
+            .filter(|&n| n <= max)
+    };
+    let h = num(parts[0], 23)?;
+    let m = num(parts[1], 59)?;
+    let sec = match parts.get(2) {
+        Some(p) => num(p, 59)?,
+        None => 0,
+    };
+    Some(h * 3600 + m * 60 + sec)
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+
+    #[test]
+    fn windows_parse_strictly() {
+        assert_eq!(
+            parse_window("08:00-17:30"),
+            Some((8 * 3600, 17 * 3600 + 1800))
+        );
+        assert_eq!(
+            parse_window("22:00:05-06:00"),
+            Some((22 * 3600 + 5, 6 * 3600))
+        );
+        for bad in [
+            "",
+            "8:00-9:00",
+            "08:00",
+            "24:00-01:00",
+            "08:60-09:00",
+            "08:00-08:00",
+            "a-b",
+        ] {
+            assert_eq!(parse_window(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn caps_follow_the_window_including_wrap() {
+        let p = BackgroundPolicy {
+            window: Some((22 * 3600, 6 * 3600)),
+            inside: Some(0),
+            outside: Some(1000),
+        };
+        assert_eq!(p.cap_at(23 * 3600), Cap::Blocked);
+        assert_eq!(p.cap_at(3600), Cap::Blocked);
+        assert_eq!(p.cap_at(6 * 3600), Cap::Rate(1000));
+        assert_eq!(p.cap_at(12 * 3600), Cap::Rate(1000));
+        let day = BackgroundPolicy {
+            window: Some((9 * 3600, 17 * 3600)),
+            inside: Some(500),
+            outside: None,
+        };
+        assert_eq!(day.cap_at(9 * 3600), Cap::Rate(500));
+        assert_eq!(day.cap_at(17 * 3600), Cap::Unlimited);
+        assert_eq!(day.cap_at_unix(86_400 * 3 + 10 * 3600), Cap::Rate(500));
+        assert_eq!(BackgroundPolicy::default().cap_at(0), Cap::Unlimited);
+    }
+}

@@ -1,7 +1,9 @@
 //! `ferry download URL`: a one-shot resumable download. Data goes to `.NAME.ferry-part` beside
 //! the destination with a `.NAME.ferry-state` sidecar; re-running the same command after an
 //! interruption resumes with validation (`Range` + `If-Range`); the file appears under its name
-//! only when complete (and verified, with `--checksum`).
+//! only when complete (and verified, with `--checksum`). A run holds `.NAME.ferry-lock` (the
+//! engine's [`download::DestLock`]), so a second `ferry download` to the same file fails at once
+//! (exit 23) instead of writing alongside the first.
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use ferry::{RedirectPolicy, Response, Session, SessionFetch, TlsSettings};
 use ferry_transfer::disposition;
@@ -11,9 +13,9 @@ use ferry_transfer::range::ByteRange;
 use ferry_transfer::throttle::parse_rate;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::ffi::OsString;
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal, Read};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::Failure;
@@ -121,6 +123,12 @@ fn command() -> Command {
             "SECONDS",
             "Connect time limit",
         ))
+        .arg(opt(
+            "receive-timeout",
+            None,
+            "SECONDS",
+            "Give up on a server that sends nothing for this long (default 30)",
+        ))
         .arg(flag(
             "insecure",
             Some('k'),
@@ -139,6 +147,12 @@ fn command() -> Command {
             Some('v'),
             "Report resumes, restarts and retries on stderr",
         ))
+        .after_help(
+            "Exit codes (curl's where curl has one): 0 saved; 18 body cut short, 28 timeout, \
+             56 receive failure (run again to resume); 22 HTTP error; 23 cannot write the \
+             destination, or another download is writing it; 32 checksum mismatch; 33 the \
+             server cannot resume (see --allow-dynamic); 8 inconsistent answers; 2 bad usage.",
+        )
 }
 
 /// A usage error (exit 2).
@@ -152,21 +166,9 @@ fn usage(msg: String) -> Failure {
 
 /// Runs `ferry download ARGS` (without the `download` word); returns the exit code.
 pub(crate) fn main(args: Vec<OsString>) -> u8 {
-    let m = match command()
-        .try_get_matches_from(std::iter::once(OsString::from("ferry download")).chain(args))
-    {
+    let m = match crate::parse_sub(command(), "download", args) {
         Ok(m) => m,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return 0;
-        }
-        Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("bad arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("ferry: (2) {first}; hint: try 'ferry download --help'");
-            return 2;
-        }
+        Err(code) => return code,
     };
     let silent = m.get_flag("silent");
     let show_error = m.get_flag("show-error");
@@ -207,23 +209,65 @@ fn seconds(m: &ArgMatches, name: &str) -> Result<Option<Duration>, Failure> {
     }
 }
 
-/// The engine's fetcher for the CLI: remembers the last session error so that the exit code can
-/// say what failed, as curl's does.
+/// The engine's fetcher for the CLI: remembers the exit code of the latest session error, in a
+/// request or in reading a body, so that the exit code can say what failed, as curl's does
+/// (28 for a stalled body, not a generic 56).
 struct CliFetch {
     inner: SessionFetch,
-    last_code: Mutex<Option<u8>>,
+    last_code: Arc<Mutex<Option<u8>>>,
+}
+
+impl CliFetch {
+    fn record(&self, code: Option<u8>) {
+        record(&self.last_code, code);
+    }
+
+    fn last_code(&self) -> Option<u8> {
+        self.last_code.lock().ok().and_then(|c| *c)
+    }
+}
+
+fn record(slot: &Mutex<Option<u8>>, code: Option<u8>) {
+    if let Ok(mut c) = slot.lock() {
+        *c = code;
+    }
+}
+
+/// A response body that records the exit code of a failed read (see [`CliFetch`]).
+struct CliBody {
+    inner: Response,
+    last_code: Arc<Mutex<Option<u8>>>,
+}
+
+impl Read for CliBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            let code = match e.get_ref().and_then(|i| i.downcast_ref::<ferry::Error>()) {
+                Some(fe) => crate::exit::code_for(fe),
+                None if e.kind() == io::ErrorKind::TimedOut => 28,
+                None => 56,
+            };
+            record(&self.last_code, Some(code));
+        })
+    }
 }
 
 impl Fetch for CliFetch {
-    type Body = Response;
+    type Body = CliBody;
 
-    fn fetch(&self, req: &FetchRequest<'_>) -> Result<(FetchHead, Response), FetchError> {
+    fn fetch(&self, req: &FetchRequest<'_>) -> Result<(FetchHead, CliBody), FetchError> {
+        // Only the latest attempt's failure explains the outcome.
+        self.record(None);
         match self.inner.send(req) {
-            Ok(r) => Ok((ferry::fetch_head(&r), r)),
+            Ok(r) => Ok((
+                ferry::fetch_head(&r),
+                CliBody {
+                    inner: r,
+                    last_code: Arc::clone(&self.last_code),
+                },
+            )),
             Err(e) => {
-                if let Ok(mut c) = self.last_code.lock() {
-                    *c = Some(crate::exit::code_for(&e));
-                }
+                self.record(Some(crate::exit::code_for(&e)));
                 Err(ferry::fetch_error(&e))
             }
         }
@@ -284,7 +328,11 @@ fn run(m: &ArgMatches, silent: bool) -> Result<(), Failure> {
         headers.push((k.trim().to_owned(), v.trim().to_owned()));
     }
 
-    let session = Session::builder().build().map_err(|e| Failure {
+    let mut builder = Session::builder();
+    if let Some(t) = seconds(m, "receive-timeout")?.filter(|t| !t.is_zero()) {
+        builder = builder.receive_timeout(t);
+    }
+    let session = builder.build().map_err(|e| Failure {
         code: crate::exit::code_for(&e),
         message: e.to_string(),
         hint: e.hint(),
@@ -314,7 +362,7 @@ fn run(m: &ArgMatches, silent: bool) -> Result<(), Failure> {
     }
     let fetch = CliFetch {
         inner: fetch,
-        last_code: Mutex::new(None),
+        last_code: Arc::new(Mutex::new(None)),
     };
 
     let dest = destination(m, &url, &fetch)?;
@@ -379,10 +427,7 @@ fn run(m: &ArgMatches, silent: bool) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Err(e) => {
-            let last = fetch.last_code.lock().ok().and_then(|c| *c);
-            Err(failure(&e, last))
-        }
+        Err(e) => Err(failure(&e, fetch.last_code())),
     }
 }
 
@@ -431,8 +476,12 @@ fn destination(m: &ArgMatches, url: &ferry::Url, fetch: &CliFetch) -> Result<Pat
 }
 
 /// The exit code and message for a failed download (curl's codes where curl has one).
+///
+/// A destination busy with another run is 23 (curl's `CURLE_WRITE_ERROR`, what curl exits with
+/// when it cannot write its output file): this run cannot write there now.
 pub(crate) fn failure(e: &DownloadError, last_code: Option<u8>) -> Failure {
     let code = match e {
+        DownloadError::Busy { .. } => 23,
         DownloadError::Fetch(f) if f.status.is_some() => 22,
         DownloadError::Fetch(_) => last_code.unwrap_or(56),
         DownloadError::NoRangeSupport | DownloadError::RangeNotSatisfiable => 33,
@@ -444,6 +493,9 @@ pub(crate) fn failure(e: &DownloadError, last_code: Option<u8>) -> Failure {
     };
     let hint = match e {
         DownloadError::NoRangeSupport => Some("--allow-dynamic restarts from zero instead"),
+        DownloadError::Busy { .. } => {
+            Some("wait for the other download to end (or stop it), then run this again to resume")
+        }
         DownloadError::Fetch(f) if f.is_transient() => {
             Some("run the same command again to resume, or add --retry N")
         }

@@ -5,8 +5,10 @@
 mod args;
 mod download;
 mod exit;
+mod ipc;
 mod job;
 mod output;
+mod service;
 
 use args::{DataArg, Group, OutputArg};
 use ferry::{Body, Method, RedirectPolicy, Response, Session, TlsSettings};
@@ -28,6 +30,9 @@ fn main() -> ExitCode {
     }
     if args.first().is_some_and(|a| a == "job") {
         return ExitCode::from(job::main(args.split_off(1)));
+    }
+    if args.first().is_some_and(|a| a == "service") {
+        return ExitCode::from(service::main(args.split_off(1)));
     }
     let explain = args.first().is_some_and(|a| a == "proxy");
     if explain {
@@ -320,6 +325,30 @@ pub(crate) struct Outcome {
     pub(crate) content_type: String,
     pub(crate) exitcode: u8,
     pub(crate) time_total: f64,
+}
+
+/// Parses a subcommand's arguments; `Err(code)` when clap answered instead (help text on
+/// stdout: 0; a usage error as one line plus a hint on stderr: 2).
+pub(crate) fn parse_sub(
+    cmd: clap::Command,
+    name: &str,
+    args: Vec<std::ffi::OsString>,
+) -> Result<clap::ArgMatches, u8> {
+    let argv = std::iter::once(std::ffi::OsString::from(format!("ferry {name}"))).chain(args);
+    match cmd.try_get_matches_from(argv) {
+        Ok(m) => Ok(m),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(0)
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("ferry: (2) {first}; hint: try 'ferry {name} --help'");
+            Err(2)
+        }
+    }
 }
 
 /// A failure of one transfer: the curl exit code and the message.
