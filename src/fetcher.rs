@@ -196,12 +196,24 @@ impl Fetch for Session {
 pub struct JobConnector {
     proxy: ProxyConfig,
     tls: Option<TlsSettings>,
+    receive_timeout: Option<Duration>,
 }
 
 impl JobConnector {
     /// A connector whose "session" proxy choice means `proxy` (the service's configuration).
     pub fn new(proxy: ProxyConfig) -> JobConnector {
-        JobConnector { proxy, tls: None }
+        JobConnector {
+            proxy,
+            tls: None,
+            receive_timeout: None,
+        }
+    }
+
+    /// The receive timeout of every job's requests (default: the session's, 30 s): how long a
+    /// stalled server holds a job before it becomes a transient error.
+    pub fn receive_timeout(mut self, t: Duration) -> JobConnector {
+        self.receive_timeout = Some(t);
+        self
     }
 
     /// TLS settings for every job (extra roots, for instance).
@@ -264,6 +276,9 @@ impl JobConnector {
         }
         if let Some(t) = &self.tls {
             b = b.tls(t.clone());
+        }
+        if let Some(t) = self.receive_timeout {
+            b = b.receive_timeout(t);
         }
         let session = b.build().map_err(|e| fetch_error(&e))?;
         let policy = match job.redirect_policy() {

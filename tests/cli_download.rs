@@ -1,7 +1,8 @@
 //! The curl-mode download flags of the `ferry` binary: `-C -` (resume from the file's size,
 //! with `If-Range` when the sidecar knows a validator), `-r`, `-J` with `-O` (sanitised, stays
 //! in the directory, never overwrites), `--retry` against a server that answers 503 then 200,
-//! `--limit-rate`, and the destination lock (a second `-C -` on a file being written fails).
+//! `--limit-rate`, the destination lock (a second `-C -` on a file being written fails), and
+//! `ferry download` with `-u` through the environment's proxy (and `--noproxy`).
 //! Loopback only; every run is bounded.
 
 mod support;
@@ -269,5 +270,80 @@ fn limit_rate_in_url_mode() {
     assert!(
         (0.9 * cap..=1.1 * cap).contains(&rate),
         "{rate:.0} B/s over {elapsed:?}"
+    );
+}
+
+#[test]
+fn download_sends_user_credentials_and_goes_through_the_environment_proxy() {
+    let nginx = Nginx::start(
+        NginxOptions::new()
+            .large_file("private/f.bin", 1 << 20)
+            .basic_auth("private", "r", &[("alice", "pw")]),
+    );
+    let squid = support::Squid::start(support::SquidOptions::new());
+    let dir = TempDir::new("dl-auth-proxy");
+    let url = nginx.http_url("/private/f.bin");
+    let env = [("http_proxy", squid.url())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let ferry = env!("CARGO_BIN_EXE_ferry");
+    // Without credentials: 401 is final (exit 22) and nothing is left behind.
+    let r = cli::run(
+        ferry,
+        Some(dir.path()),
+        &["download", "-o", "f.bin", &url],
+        &env,
+        RUN_LIMIT,
+    );
+    assert_eq!(r.code, 22, "{}", r.stderr);
+    assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+    // With -u, through the proxy named by http_proxy.
+    let r = cli::run(
+        ferry,
+        Some(dir.path()),
+        &["download", "-u", "alice:pw", "-o", "f.bin", &url],
+        &env,
+        RUN_LIMIT,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let got = std::fs::read(dir.join("f.bin")).unwrap();
+    assert!(
+        got == large_file_bytes("private/f.bin", 0, 1 << 20),
+        "bytes differ"
+    );
+    let via_proxy = squid
+        .wait_log_lines(2)
+        .into_iter()
+        .filter(|l| l.url == url)
+        .count();
+    assert_eq!(via_proxy, 2, "both attempts went through squid");
+    let users: Vec<String> = nginx
+        .wait_log_lines(2)
+        .into_iter()
+        .map(|l| l.remote_user)
+        .collect();
+    assert_eq!(users.last().map(String::as_str), Some("alice"), "{users:?}");
+    // --noproxy bypasses it; '' as --proxy means none.
+    std::fs::remove_file(dir.join("f.bin")).unwrap();
+    let r = cli::run(
+        ferry,
+        Some(dir.path()),
+        &[
+            "download",
+            "--noproxy",
+            "127.0.0.1",
+            "-u",
+            "alice:pw",
+            "-o",
+            "f.bin",
+            &url,
+        ],
+        &env,
+        RUN_LIMIT,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        squid.wait_log_lines(2).len(),
+        2,
+        "the bypassed download did not reach squid"
     );
 }

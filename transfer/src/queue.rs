@@ -277,7 +277,40 @@ struct Sched {
     /// Jobs a command handler quiesced, left alone (neither taken for orphans nor started)
     /// until the handler moved them out of queued/connecting/transferring or the hold ends.
     held: HashMap<crate::job::JobId, Instant>,
+    /// The last [`network_fingerprint`].
+    network: Option<u64>,
     dirty: bool,
+}
+
+/// Largest routing table read per file.
+const MAX_ROUTE_TABLE: u64 = 256 << 10;
+
+/// A digest of the kernel's IPv4 and IPv6 routing tables: it changes when an interface or a
+/// route comes or goes, which is what "the network returned" looks like from here.
+fn network_fingerprint() -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for path in ["/proc/net/route", "/proc/net/ipv6_route"] {
+        let mut text = Vec::new();
+        if let Ok(f) = std::fs::File::open(path) {
+            let _ = f.take(MAX_ROUTE_TABLE).read_to_end(&mut text);
+        }
+        route_table_digest(&text).hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The routes of one table, order-insensitive (the kernel may list them in any order).
+fn route_table_digest(text: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut lines: Vec<&[u8]> = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.sort_unstable();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    lines.hash(&mut h);
+    h.finish()
 }
 
 /// How long a quiesced job is left alone for its handler to change it in the store.
@@ -672,6 +705,15 @@ fn plan<C: Connector>(shared: &Arc<Shared<C>>) {
         Ok(j) => j,
         Err(_) => return,
     };
+    // The network changed (a route came or went): failures of the connection itself are
+    // retried now rather than after the whole delay (BITS resumes when the network returns).
+    let net_changed = {
+        let fp = network_fingerprint();
+        let mut g = lock(&shared.sched);
+        let changed = g.network.is_some_and(|prev| prev != fp);
+        g.network = Some(fp);
+        changed
+    };
     // Timers.
     for j in &jobs {
         let id = j.id();
@@ -679,10 +721,13 @@ fn plan<C: Connector>(shared: &Arc<Shared<C>>) {
             continue;
         }
         let blocked = j.last_error().is_some_and(|e| e.message == POLICY_BLOCKED);
+        let network_failure = j.last_error().is_some_and(|e| e.status.is_none());
         let verb = if blocked {
             (cap != Cap::Blocked || j.priority() == Priority::Foreground).then_some(Verb::RetryDue)
         } else if j.due_event(wall) == Some(Verb::NoProgressTimeout) {
             Some(Verb::NoProgressTimeout)
+        } else if net_changed && network_failure {
+            Some(Verb::RetryDue)
         } else {
             match lock(&shared.sched).retry_at.get(&id) {
                 Some(at) => (now >= *at).then_some(Verb::RetryDue),
@@ -1022,5 +1067,21 @@ fn run_notify(program: &PathBuf, args: &[String]) -> bool {
                 return false;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_digests_see_routes_not_their_order() {
+        let a = b"Iface\tDestination\nlo\t0000007F\neth0\t00000000\n";
+        let b = b"Iface\tDestination\neth0\t00000000\nlo\t0000007F\n";
+        let gone = b"Iface\tDestination\nlo\t0000007F\n";
+        assert_eq!(route_table_digest(a), route_table_digest(b));
+        assert_ne!(route_table_digest(a), route_table_digest(gone));
+        // Reading this machine's tables works and is stable between two reads.
+        assert_eq!(network_fingerprint(), network_fingerprint());
     }
 }

@@ -5,7 +5,10 @@
 //! engine's [`download::DestLock`]), so a second `ferry download` to the same file fails at once
 //! (exit 23) instead of writing alongside the first.
 use clap::{Arg, ArgAction, ArgMatches, Command};
-use ferry::{RedirectPolicy, Response, Session, SessionFetch, TlsSettings};
+use ferry::{
+    Credentials, ProxyConfig, RedirectPolicy, Response, SchemeSet, Session, SessionFetch,
+    TlsSettings,
+};
 use ferry_transfer::disposition;
 use ferry_transfer::download::{self, Download, DownloadError, Event, Options};
 use ferry_transfer::fetch::{Fetch, FetchError, FetchHead, FetchRequest};
@@ -129,6 +132,37 @@ fn command() -> Command {
             "SECONDS",
             "Give up on a server that sends nothing for this long (default 30)",
         ))
+        .arg(opt(
+            "user",
+            Some('u'),
+            "USER:PASSWORD",
+            "Server credentials (DOMAIN\\user accepted); Basic unless --digest, --ntlm or --anyauth",
+        ))
+        .arg(flag("digest", None, "Use Digest for --user"))
+        .arg(flag("ntlm", None, "Use NTLM for --user"))
+        .arg(flag(
+            "anyauth",
+            None,
+            "Answer the server's challenge with the strongest scheme it offers",
+        ))
+        .arg(opt(
+            "proxy",
+            Some('x'),
+            "URL",
+            "Use this proxy (default: http_proxy / https_proxy; '' for none)",
+        ))
+        .arg(opt(
+            "noproxy",
+            None,
+            "LIST",
+            "Hosts that bypass the proxy (default: NO_PROXY)",
+        ))
+        .arg(opt(
+            "proxy-user",
+            Some('U'),
+            "USER:PASSWORD",
+            "Proxy credentials (Basic, sent only to the proxy)",
+        ))
         .arg(flag(
             "insecure",
             Some('k'),
@@ -184,6 +218,31 @@ pub(crate) fn main(args: Vec<OsString>) -> u8 {
             f.code
         }
     }
+}
+
+/// The proxy: `--proxy` (empty: none) else the environment, with `--noproxy` else NO_PROXY.
+fn proxy_config(m: &ArgMatches) -> Result<ProxyConfig, Failure> {
+    let bad = |e: ferry_proxy::ProxyError| Failure {
+        code: 5,
+        message: e.to_string(),
+        hint: Some("check --proxy and the http_proxy / https_proxy / NO_PROXY variables"),
+    };
+    let explicit = value(m, "proxy");
+    let mut config = match &explicit {
+        Some(p) if p.is_empty() => ProxyConfig::default(),
+        Some(p) => ProxyConfig::explicit(p).map_err(bad)?,
+        None => ProxyConfig::from_env(|k| std::env::var(k).ok()).map_err(bad)?,
+    };
+    if let Some(list) = value(m, "noproxy") {
+        config.bypass =
+            ferry_proxy::BypassList::Curl(ferry_proxy::NoProxy::parse(&list), "--noproxy");
+    } else if explicit.is_some() {
+        // An explicit proxy keeps the environment's bypass list, as curl does.
+        if let Ok(env) = ProxyConfig::from_env(|k| std::env::var(k).ok()) {
+            config.bypass = env.bypass;
+        }
+    }
+    Ok(config)
 }
 
 fn value(m: &ArgMatches, name: &str) -> Option<String> {
@@ -328,9 +387,26 @@ fn run(m: &ArgMatches, silent: bool) -> Result<(), Failure> {
         headers.push((k.trim().to_owned(), v.trim().to_owned()));
     }
 
-    let mut builder = Session::builder();
+    let mut builder = Session::builder().proxy(proxy_config(m)?);
     if let Some(t) = seconds(m, "receive-timeout")?.filter(|t| !t.is_zero()) {
         builder = builder.receive_timeout(t);
+    }
+    if let Some(u) = value(m, "user") {
+        let schemes = if m.get_flag("anyauth") {
+            SchemeSet::ANY
+        } else if m.get_flag("digest") || m.get_flag("ntlm") {
+            SchemeSet {
+                basic: false,
+                digest: m.get_flag("digest"),
+                ntlm: m.get_flag("ntlm"),
+            }
+        } else {
+            SchemeSet::BASIC
+        };
+        builder = builder.credentials(Credentials::parse_user_password(&u), schemes);
+    }
+    if let Some(u) = value(m, "proxy-user") {
+        builder = builder.proxy_credentials(Credentials::parse_user_password(&u), SchemeSet::BASIC);
     }
     let session = builder.build().map_err(|e| Failure {
         code: crate::exit::code_for(&e),

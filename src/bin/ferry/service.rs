@@ -58,6 +58,11 @@ fn command() -> Command {
             "BYTES",
             "Checkpoint at least every BYTES (default 1M)",
         ))
+        .arg(value(
+            "receive-timeout",
+            "SECS",
+            "How long a stalled server may hold a job before a transient error (default 30)",
+        ))
         .arg(
             Arg::new("print-socket")
                 .long("print-socket")
@@ -152,6 +157,21 @@ pub(crate) fn main(args: Vec<OsString>) -> u8 {
 
 fn run(m: &clap::ArgMatches) -> Result<(), Failure> {
     let config = config(m)?;
+    let receive_timeout = match m.get_one::<String>("receive-timeout") {
+        None => None,
+        Some(s) => {
+            let secs: f64 = s
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v >= 0.1 && *v <= 86_400.0)
+                .ok_or_else(|| {
+                    usage(format!(
+                        "--receive-timeout '{s}' is not 0.1 to 86400 seconds"
+                    ))
+                })?;
+            Some(Duration::from_secs_f64(secs))
+        }
+    };
     let dir = ipc::runtime_dir()?;
     if m.get_flag("print-socket") {
         println!("{}", ipc::socket_path(&dir).display());
@@ -173,7 +193,11 @@ fn run(m: &clap::ArgMatches) -> Result<(), Failure> {
         message: format!("the proxy environment is unusable: {e}"),
         hint: Some("fix or unset http_proxy / https_proxy / NO_PROXY"),
     })?;
-    let queue = Queue::start(Arc::clone(&store), JobConnector::new(proxy), config);
+    let mut connector = JobConnector::new(proxy);
+    if let Some(t) = receive_timeout {
+        connector = connector.receive_timeout(t);
+    }
+    let queue = Queue::start(Arc::clone(&store), connector, config);
     let handle = queue.handle();
     eprintln!(
         "ferry service: uid {uid}, listening on {}",
