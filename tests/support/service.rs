@@ -94,9 +94,20 @@ impl ServiceEnv {
     /// Kills (SIGKILL) a service that `ferry job` started on demand, and waits until it is
     /// gone (bounded).
     pub fn stop_started(&self) {
-        if let Some(pid) = self.pid() {
+        // The pid file outlives a service that was killed and reaped already.
+        // Only a `ferry service` whose environment names our runtime dir (a reused pid is
+        // someone else's process).
+        let ours = |pid: &u32| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let runtime = format!("XDG_RUNTIME_DIR={}", self.runtime.display());
+            cmdline.split(|&b| b == 0).any(|a| a == b"service")
+                && environ.split(|&b| b == 0).any(|e| e == runtime.as_bytes())
+        };
+        if let Some(pid) = self.pid().filter(ours) {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
                 .status();
             let deadline = Instant::now() + Duration::from_secs(5);
             while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {

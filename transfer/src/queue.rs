@@ -279,8 +279,13 @@ struct Sched {
     held: HashMap<crate::job::JobId, Instant>,
     /// The last [`network_fingerprint`].
     network: Option<u64>,
+    /// When finished jobs were last purged from the store.
+    purged_at: Option<Instant>,
     dirty: bool,
 }
+
+/// How often the planner purges finished jobs older than the store's keep time.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Largest routing table read per file.
 const MAX_ROUTE_TABLE: u64 = 256 << 10;
@@ -700,6 +705,21 @@ fn plan<C: Connector>(shared: &Arc<Shared<C>>) {
         if g.rate() != rate {
             *g = bucket(rate);
         }
+    }
+    // Acknowledged and cancelled jobs stay listed for a while, then go (hourly check).
+    let purge_due = {
+        let mut g = lock(&shared.sched);
+        let due = g
+            .purged_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= PURGE_EVERY);
+        if due {
+            g.purged_at = Some(now);
+        }
+        due
+    };
+    if purge_due {
+        let cutoff = wall.saturating_sub(crate::store::KEEP_FINISHED_SECS);
+        let _ = shared.store().purge_finished(cutoff);
     }
     let jobs = match shared.store().list_jobs(None) {
         Ok(j) => j,

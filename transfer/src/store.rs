@@ -33,6 +33,13 @@ use crate::state::State;
 
 /// The schema version this code writes (SQLite `user_version`).
 pub const SCHEMA_VERSION: i64 = 1;
+/// Most unfinished jobs one user may have (BITS' `MaxJobsPerUser` group policy default).
+/// Acknowledged and cancelled jobs do not count; the service purges them after
+/// [`KEEP_FINISHED_SECS`].
+pub const MAX_JOBS_PER_USER: usize = 300;
+/// How long acknowledged and cancelled jobs stay listed before the service purges them.
+pub const KEEP_FINISHED_SECS: u64 = 7 * 24 * 3600;
+
 /// How long a handle waits for another handle's write lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -61,6 +68,13 @@ pub enum StoreError {
     NotFound(JobId),
     /// A job with this id is already stored.
     AlreadyExists(JobId),
+    /// The owner already has [`MAX_JOBS_PER_USER`] unfinished jobs.
+    TooManyJobs {
+        /// The owner.
+        owner: u32,
+        /// The limit.
+        limit: usize,
+    },
     /// The job has no file with this index.
     NoSuchFile {
         /// The job.
@@ -102,6 +116,11 @@ impl fmt::Display for StoreError {
             }
             StoreError::NotFound(id) => write!(f, "no job {id}"),
             StoreError::AlreadyExists(id) => write!(f, "job {id} already exists"),
+            StoreError::TooManyJobs { owner, limit } => write!(
+                f,
+                "uid {owner} already has {limit} unfinished jobs (MAX_JOBS_PER_USER); \
+                 complete or cancel some first"
+            ),
             StoreError::NoSuchFile { job, index } => write!(f, "job {job} has no file #{index}"),
             StoreError::SchemaTooNew { found, supported } => write!(
                 f,
@@ -392,6 +411,23 @@ impl Store {
         if exists {
             return Err(StoreError::AlreadyExists(job.id));
         }
+        let unfinished: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM jobs WHERE owner_uid = ?1 AND state NOT IN (?2, ?3)",
+                params![
+                    i64::from(job.owner_uid()),
+                    State::Acknowledged.as_str(),
+                    State::Cancelled.as_str()
+                ],
+                |r| r.get(0),
+            )
+            .ctx("count the owner's jobs")?;
+        if usize::try_from(unfinished).unwrap_or(usize::MAX) >= MAX_JOBS_PER_USER {
+            return Err(StoreError::TooManyJobs {
+                owner: job.owner_uid(),
+                limit: MAX_JOBS_PER_USER,
+            });
+        }
         write_job_row(&tx, job, true)?;
         write_children(&tx, job)?;
         tx.commit().ctx("commit the new job")
@@ -443,6 +479,21 @@ impl Store {
         }
         tx.finish().ctx("end the read")?;
         Ok(jobs)
+    }
+
+    /// Deletes acknowledged and cancelled jobs last modified before `before` (Unix seconds).
+    /// Returns how many went.
+    pub fn purge_finished(&mut self, before: u64) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM jobs WHERE state IN (?1, ?2) AND modified < ?3",
+                params![
+                    State::Acknowledged.as_str(),
+                    State::Cancelled.as_str(),
+                    to_i(before)
+                ],
+            )
+            .ctx("purge finished jobs")
     }
 
     /// Deletes a job and everything stored with it.

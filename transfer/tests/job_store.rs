@@ -583,3 +583,40 @@ fn update_rewrites_files_and_drops_removed_state() {
     assert_eq!(back, j);
     assert_eq!(back.state(), State::Cancelled);
 }
+
+#[test]
+fn unfinished_jobs_per_user_are_capped_and_finished_ones_purged() {
+    use ferry_transfer::store::MAX_JOBS_PER_USER;
+    let dir = TempDir::new("cap");
+    let mut store = Store::open(dir.path().join("jobs.db")).unwrap();
+    let make = |i: usize, owner: u32| {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        b[8..12].copy_from_slice(&owner.to_be_bytes());
+        Job::new(JobId::from_bytes(b), owner, format!("j{i}"), 1_000).unwrap()
+    };
+    for i in 0..MAX_JOBS_PER_USER {
+        store.insert_job(&make(i, 7)).unwrap();
+    }
+    match store.insert_job(&make(MAX_JOBS_PER_USER, 7)) {
+        Err(e @ StoreError::TooManyJobs { owner: 7, limit }) => {
+            assert_eq!(limit, MAX_JOBS_PER_USER);
+            assert!(e.to_string().contains("MAX_JOBS_PER_USER"), "{e}");
+        }
+        other => panic!("expected TooManyJobs, got {other:?}"),
+    }
+    // Another user is not affected.
+    store.insert_job(&make(0, 8)).unwrap();
+    // A cancelled job frees its slot, and is purged once old enough.
+    let mut first = store.load_job(&make(0, 7).id()).unwrap();
+    first.apply(Verb::Cancel, 2_000).unwrap();
+    store.update_job(&first).unwrap();
+    store.insert_job(&make(MAX_JOBS_PER_USER, 7)).unwrap();
+    assert_eq!(store.purge_finished(2_000).unwrap(), 0, "not older than the cutoff");
+    assert_eq!(store.purge_finished(2_001).unwrap(), 1);
+    assert!(matches!(
+        store.load_job(&first.id()),
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.list_jobs(Some(7)).unwrap().len(), MAX_JOBS_PER_USER);
+}
