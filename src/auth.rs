@@ -311,11 +311,16 @@ pub(crate) fn answer_challenge(
             let Ok(challenge) = DigestChallenge::from_challenge(&challenges[index]) else {
                 return Ok(Answer::GiveUp);
             };
-            if sent == Some(Scheme::Digest) && !challenge.stale {
-                // The server refused our answer to a fresh nonce: wrong credentials.
+            let key = (target.origin.clone(), target.identity);
+            // The realm our answer was for (the conversation under way with this origin).
+            let answered_realm = digests.with(|m| m.get(&key).map(|d| d.challenge().realm.clone()));
+            let same_space = answered_realm.as_deref() == Some(challenge.realm.as_str());
+            if sent == Some(Scheme::Digest) && !challenge.stale && same_space {
+                // The server refused our answer to a fresh nonce of the same realm: wrong
+                // credentials. Another realm (another protection space on this origin, RFC
+                // 9110 §11.5) gets its own answer.
                 return Ok(Answer::GiveUp);
             }
-            let key = (target.origin.clone(), target.identity);
             let v = digests.with(|m| {
                 if m.len() >= MAX_DIGEST_SESSIONS && !m.contains_key(&key) {
                     m.clear();

@@ -74,6 +74,8 @@ pub enum Error {
     Pool(ferry_pool::PoolError),
     /// The URL cannot be used: why.
     Url(&'static str),
+    /// The method cannot be used: why.
+    Method(&'static str),
     /// The request body reader failed.
     BodyRead(std::io::Error),
     /// The response body was larger than the cap.
@@ -130,6 +132,7 @@ impl Error {
             Error::Proxy { .. } => ErrorKind::Proxy,
             Error::ProxyConfig(_) => ErrorKind::ProxyConfig,
             Error::Url(_) => ErrorKind::InvalidUrl,
+            Error::Method(_) => ErrorKind::InvalidInput,
             Error::BodyRead(_) => ErrorKind::BodyRead,
             Error::BodyTooLarge { .. } => ErrorKind::BodyTooLarge,
             Error::BodyNotReplayable => ErrorKind::BodyNotReplayable,
@@ -195,6 +198,7 @@ impl fmt::Display for Error {
             Error::Proxy { status } => write!(f, "the proxy answered CONNECT with {status}"),
             Error::ProxyConfig(e) => e.fmt(f),
             Error::Url(why) => write!(f, "bad URL: {why}"),
+            Error::Method(why) => write!(f, "bad method: {why}"),
             Error::BodyRead(e) => write!(f, "reading the request body failed: {e}"),
             Error::BodyTooLarge { limit } => {
                 write!(f, "response body larger than the {limit}-byte limit")

@@ -477,6 +477,19 @@ impl Session {
             options,
             ..
         } = req;
+        // CONNECT opens a tunnel that would go back to the pool as if it were a connection to
+        // the origin; ferry makes tunnels itself (proxies), never on a caller's behalf.
+        if method == Method::CONNECT {
+            return Err(Error::Method(
+                "CONNECT is not a request method here (ferry opens proxy tunnels itself)",
+            ));
+        }
+        // Credentials in the URL would be silently dropped: say so instead.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Error::Url(
+                "user name or password in the URL; pass credentials with the request instead",
+            ));
+        }
         let sh = &self.shared;
         let deadline = options
             .total_timeout

@@ -70,6 +70,44 @@ fn user_sends_basic_preemptively() {
 }
 
 #[test]
+fn credentials_in_the_url_act_as_user_and_never_reach_the_request_line() {
+    let nginx = nginx_basic();
+    let url = nginx
+        .http_url("/basic/echo")
+        .replace("http://", "http://alice:Wonder%2Dland@");
+    let run = ferry(&[&url]).ok();
+    assert_eq!(run.out(), "alice", "{}", run.describe());
+    let log = nginx.wait_log_lines(1);
+    assert_eq!(log[0].authorization, ALICE_BASIC);
+    assert_eq!(log[0].uri, "/basic/echo");
+    // -u wins over the URL's.
+    let url = url.replace("Wonder%2Dland", "wrong");
+    let run = ferry(&["-u", "alice:Wonder-land", &url]).ok();
+    assert_eq!(run.out(), "alice", "{}", run.describe());
+}
+
+#[test]
+fn the_library_refuses_connect_and_url_credentials() {
+    let session = ferry::Session::builder().build().unwrap();
+    let e = session
+        .request(ferry::Method::CONNECT, "http://127.0.0.1:9/")
+        .unwrap()
+        .send()
+        .unwrap_err();
+    assert_eq!(e.kind(), ferry::ErrorKind::InvalidInput, "{e}");
+    let e = session
+        .get("http://u:p@127.0.0.1:9/")
+        .unwrap()
+        .send()
+        .unwrap_err();
+    assert_eq!(e.kind(), ferry::ErrorKind::InvalidUrl, "{e}");
+    // `ferry -X CONNECT` says so in one line (exit 2 class: bad input), nothing is sent.
+    let run = ferry(&["-X", "CONNECT", "http://127.0.0.1:9/"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("CONNECT"), "{}", run.stderr);
+}
+
+#[test]
 fn digest_answers_apache() {
     let apache = Apache::start(ApacheOptions::digest(
         "ferry digest",
@@ -90,6 +128,42 @@ fn digest_answers_apache() {
             .collect::<Vec<_>>(),
         [(401, None), (200, Some("alice"))]
     );
+}
+
+#[test]
+fn digest_answers_a_second_realm_on_the_same_origin() {
+    let conf = "<Location \"/other/\">\n    AuthType Digest\n    AuthName \"other realm\"\n    \
+                AuthDigestDomain \"/other/\"\n    AuthDigestProvider file\n    \
+                AuthUserFile @DIR@/htdigest-other\n    Require valid-user\n</Location>";
+    let apache = Apache::start(
+        ApacheOptions::digest("ferry digest", &[("alice", "Secret1")])
+            .file("other/x.txt", "other secret\n")
+            .conf(conf),
+    );
+    // mod_authn_file reads the file per request, so it may appear after the start.
+    let ha1 = support::apache::md5_hex("alice:other realm:Secret1");
+    std::fs::write(
+        apache.dir().join("htdigest-other"),
+        format!("alice:other realm:{ha1}\n"),
+    )
+    .unwrap();
+    // One invocation, one session: realm A first, then a path of realm B on the same origin.
+    let run = ferry(&[
+        "--digest",
+        "-u",
+        "alice:Secret1",
+        &apache.url("/digest/secret.txt"),
+        &apache.url("/other/x.txt"),
+    ])
+    .ok();
+    assert_eq!(
+        run.out(),
+        "digest secret\nother secret\n",
+        "{}",
+        run.describe()
+    );
+    let statuses: Vec<u16> = apache.wait_log_lines(4).iter().map(|l| l.status).collect();
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
 }
 
 #[test]

@@ -805,8 +805,25 @@ case!(te_not_a_token {
 });
 
 case!(
-    /// HTTP/1.0 with Transfer-Encoding: faulty framing, read to the close (RFC 9112 §6.1).
-    te_chunked_in_http10 {
+    /// HTTP/1.0 with Transfer-Encoding: faulty framing (RFC 9112 §6.1); strict refuses it
+    /// rather than hand over the coded stream as the body.
+    te_chunked_in_http10_strict {
+        reply: resp_status(
+            "HTTP/1.0 200 OK",
+            &["Transfer-Encoding: chunked"],
+            b"5\r\nhello\r\n0\r\n\r\n",
+        ),
+        want: violation(Violation::BadTransferEncoding),
+    }
+);
+
+case!(
+    /// The lenient switch reads it to the close, as RFC 9112 §6.1 describes.
+    te_chunked_in_http10_lenient {
+        parse: ParseConfig {
+            allow_transfer_encoding_in_http10: true,
+            ..ParseConfig::default()
+        },
         reply: resp_status(
             "HTTP/1.0 200 OK",
             &["Transfer-Encoding: chunked"],

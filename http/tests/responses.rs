@@ -730,8 +730,14 @@ case!(
     .ok(200, Chunked, None, b"hi")
 );
 case!(
-    te_in_http10,
+    te_in_http10_strict,
     resp(b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+        .err(remote(BadTransferEncoding))
+);
+case!(
+    te_in_http10_lenient,
+    resp(b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+        .config(|c| c.allow_transfer_encoding_in_http10 = true)
         .ok(200, Close, Some(CloseDelimited), b"2\r\nhi\r\n0\r\n\r\n")
 );
 
@@ -1107,6 +1113,7 @@ fn mutations_never_panic() {
             allow_obsolete_multiline_headers: round % 5 == 0,
             allow_spaces_after_header_name: round % 7 == 0,
             allow_content_length_list: round % 11 == 0,
+            allow_transfer_encoding_in_http10: round % 17 == 0,
         };
         if round % 13 == 0 {
             case.method = Method::HEAD;

@@ -33,10 +33,10 @@ use crate::state::State;
 
 /// The schema version this code writes (SQLite `user_version`).
 pub const SCHEMA_VERSION: i64 = 1;
-/// Most unfinished jobs one user may have (BITS' `MaxJobsPerUser` group policy default).
-/// Acknowledged and cancelled jobs do not count; the service purges them after
-/// [`KEEP_FINISHED_SECS`].
-pub const MAX_JOBS_PER_USER: usize = 300;
+/// Most unfinished jobs one user may have (BITS' per-user default of its "maximum number of
+/// BITS jobs for each user" policy is 60; its per-machine limit is 300). Acknowledged and
+/// cancelled jobs do not count; the service purges them after [`KEEP_FINISHED_SECS`].
+pub const MAX_JOBS_PER_USER: usize = 60;
 /// How long acknowledged and cancelled jobs stay listed before the service purges them.
 pub const KEEP_FINISHED_SECS: u64 = 7 * 24 * 3600;
 

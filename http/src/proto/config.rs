@@ -68,4 +68,13 @@ pub struct ParseConfig {
     /// RFC 9110 §8.6 lets a recipient fold such a list; strict mode only folds identical
     /// duplicate *fields*, not lists within one field.
     pub allow_content_length_list: bool,
+    /// Accept `Transfer-Encoding` in an HTTP/1.0 response, reading the body until the close.
+    ///
+    /// # Background
+    /// RFC 9112 §6.1 calls such a message faulty framing that a recipient reads as best it
+    /// can; what it reads is the raw coded stream (chunk sizes and all), which a download
+    /// would save as the file. Off: it is an error ([`Violation::BadTransferEncoding`]).
+    ///
+    /// [`Violation::BadTransferEncoding`]: crate::proto::Violation::BadTransferEncoding
+    pub allow_transfer_encoding_in_http10: bool,
 }

@@ -84,9 +84,12 @@ pub fn body_framing(
     if head.headers.contains_key(TRANSFER_ENCODING) {
         let chunked_last = chunked_is_final(&head.headers)?;
         // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing, even
-        // with a Content-Length; the recipient reads it as best it can and closes. For a
-        // response that is: read until close.
+        // with a Content-Length. Strict: an error (reading "as best it can" hands the caller
+        // the coded stream as if it were the entity). Lenient: read until close.
         if head.version == Version::HTTP_10 {
+            if !config.allow_transfer_encoding_in_http10 {
+                return Err(Error::Remote(Violation::BadTransferEncoding));
+            }
             return Ok(Framing {
                 body: BodyFraming::Close,
                 close: Some(CloseReason::CloseDelimited),

@@ -446,6 +446,30 @@ fn build_request(
     Ok(req.body(body.unwrap_or(Body::Empty)))
 }
 
+/// `url` without its user information, and that information as `user:password`
+/// (percent-decoded), the way curl reads `http://user:password@host/`.
+fn split_userinfo(url: &str) -> (String, Option<String>) {
+    let Ok(mut parsed) = ferry::Url::parse(url) else {
+        return (url.to_owned(), None);
+    };
+    if parsed.username().is_empty() && parsed.password().is_none() {
+        return (url.to_owned(), None);
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let user = format!(
+        "{}:{}",
+        decode(parsed.username()),
+        decode(parsed.password().unwrap_or(""))
+    );
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    (parsed.to_string(), Some(user))
+}
+
 /// A request with the group's headers, redirects, timeouts, credentials, proxy, TLS and range,
 /// and no body.
 fn base_request(
@@ -456,7 +480,8 @@ fn base_request(
     ctx: &Ctx,
     form: bool,
 ) -> Result<ferry::RequestBuilder, Failure> {
-    let mut req = session.request(method, url)?;
+    let (url, url_user) = split_userinfo(url);
+    let mut req = session.request(method, &url)?;
     match g.user_agent.as_deref() {
         // curl: an empty -A sends no User-Agent at all.
         Some("") => req = req.without_header(ferry::HeaderName::from_static("user-agent")),
@@ -517,7 +542,8 @@ fn base_request(
     if let Some(t) = g.connect_timeout.filter(|t| !t.is_zero()) {
         req = req.connect_timeout(t);
     }
-    if let Some(user) = &g.user {
+    // As curl: credentials in the URL act as -u, which wins when both are given.
+    if let Some(user) = g.user.as_ref().or(url_user.as_ref()) {
         let creds = ferry::Credentials::parse_user_password(user);
         let schemes = if g.anyauth {
             ferry::SchemeSet::ANY
