@@ -16,7 +16,11 @@ impl Session {
             .ok_or(Error::Url("unsupported scheme or missing host"))?;
         let mut retried = false;
         loop {
-            let mut lease = self.checkout(&key, hop, tls_config, connects)?;
+            let mut lease = if retried {
+                self.checkout_new(&key, hop, tls_config, connects)?
+            } else {
+                self.checkout(&key, hop, tls_config, connects)?
+            };
             let mut attempt = Attempt {
                 reused: lease.is_reused(),
                 response_bytes_seen: false,
@@ -50,6 +54,27 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// A new connection for `key`, for the one retry after a pooled connection died in flight:
+    /// the idle connections of the same key went idle at about the same time and are as
+    /// likely to be dead, so they are closed rather than tried (at most `max_idle_per_key`).
+    fn checkout_new(
+        &self,
+        key: &PoolKey,
+        hop: &Hop<'_>,
+        tls_config: &Arc<ClientConfig>,
+        connects: &mut u32,
+    ) -> Result<Lease<PoolKey, Connection>, Error> {
+        for _ in 0..=self.shared.pool.config().max_idle_per_key {
+            let lease = self.checkout(key, hop, tls_config, connects)?;
+            if !lease.is_reused() {
+                return Ok(lease);
+            }
+            lease.discard();
+        }
+        // Connections kept arriving in the pool meanwhile; one more (fresh or not) will do.
+        self.checkout(key, hop, tls_config, connects)
     }
 
     /// An idle connection for `key` that is alive (and, if NTLM-bound, bound to the hop's
