@@ -25,8 +25,11 @@
 //! 4. A mismatched `Content-Range` restarts from zero; a 416 re-validates with HEAD (the file
 //!    may already be complete) and otherwise restarts. Restarts are bounded.
 //! 5. Without a usable validator a partial file cannot be trusted: it restarts from zero.
-//! 6. Data is fsynced and the sidecar rewritten at least every `checkpoint_bytes` or
-//!    `checkpoint_interval`, so a kill re-downloads at most one interval.
+//! 6. Data is fsynced and the sidecar rewritten every `checkpoint_bytes` or
+//!    `checkpoint_interval` of progress, by a checkpointer thread so that no writer waits for a
+//!    sync (see "Checkpoints" below). A kill re-downloads at most the interval being filled plus
+//!    the one in flight: under [`UNSAVED_CHECKPOINTS`] (2) × `checkpoint_bytes` + one read
+//!    ([`BUFFER`]) per connection.
 //! 7. The destination appears only by `rename(2)` of a complete, verified file.
 //! 8. One writer per destination: a run holds an exclusive lock on `.NAME.ferry-lock` from
 //!    before it reads the sidecar until after it renames or cleans up, so a second run on the
@@ -35,6 +38,47 @@
 //!
 //! Time is injected through [`Clock`]: retry delays and checkpoint intervals are measured on
 //! it, never on the wall clock.
+//!
+//! # Checkpoints
+//!
+//! ```text
+//!  writer, one per connection                 checkpointer thread, one per run
+//!  read ─► pwrite ─► lock ─► done += n
+//!                            due? copy ──► pending ──► take ─► fdatasync data ─► save sidecar
+//!                                          (≤ 1)                                     │
+//!                            2 × checkpoint_bytes       durable ◄─ Event::Checkpoint ◄┘
+//!                            not durable? wait ◄──────── (wakes writers)
+//!         next read ◄─────── unlock
+//! ```
+//!
+//! - A writer accounts each block under the run's lock only after its `pwrite` returned. When
+//!   `checkpoint_bytes` were written since the last copy, or `checkpoint_interval` passed on the
+//!   injected clock while bytes arrive, it copies the state there (resetting both counters) and
+//!   hands the copy to the checkpointer thread; it never syncs under the lock. At most one copy
+//!   waits to be picked up: a writer that finds the slot still taken waits until it is free
+//!   (rare: the back-pressure below usually holds writers back first).
+//! - The checkpointer fdatasyncs the data file and then replaces the sidecar, outside the run's
+//!   lock, so the other writers keep going. Invariant I8 (the sidecar never claims bytes that are
+//!   not durable) holds with any number of concurrent segments: every byte a copy counts had its
+//!   `pwrite` return before the copy was taken (a piece's `done` is advanced only after that,
+//!   under the same lock); the fdatasync starts after the copy, so it flushes all of them; and
+//!   the sidecar is written after the fdatasync returns. Bytes written during the sync may or
+//!   may not be flushed by it: the copy does not count them.
+//! - One checkpoint at a time (the `saving` mutex), saved in the order the copies were taken: a
+//!   copy carries a sequence number and one older than the last saved is dropped, never saved
+//!   over a newer one. [`Event::Checkpoint`] reports the saved copy's `done`, emitted while
+//!   `saving` is held (so events follow the saves' order), before writers count it as durable.
+//! - Back-pressure: a writer waits while the bytes written since the last saved checkpoint
+//!   reach [`UNSAVED_CHECKPOINTS`] × `checkpoint_bytes` and a copy is pending or being saved.
+//!   So what a kill loses is bounded as rule 6 says, however slow the disk. The price: when
+//!   saves are slower than the network, a run writes about `checkpoint_bytes` per save.
+//!   (Checkpoints falling due are never merged: one save each, so their count stays exact.)
+//! - Synchronous checkpoints, where ordering matters: a reset (truncation; it also waits out a
+//!   save in flight, and drops a pending copy of the old data), a piece's failure (before a
+//!   retry or giving up), and the end of the segments. The end of a run waits for the
+//!   checkpointer (it saves a copy still pending, then ends), then fsyncs the whole file before
+//!   the rename. The thread ends with the run's body, also when it fails or panics; if the
+//!   thread fails (a save's I/O error, a panicking observer) the next writer fails with that.
 
 use crate::fetch::{classify_status, ErrorClass, Fetch, FetchError, FetchHead, FetchRequest};
 use crate::range::{ByteRange, ContentRange};
@@ -43,10 +87,11 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
+use std::ops::Deref;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use url::Url;
 
@@ -54,6 +99,12 @@ use url::Url;
 pub const CHECKPOINT_BYTES: u64 = 1 << 20;
 /// Default checkpoint interval (issue 5: at least every second).
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// Writers wait while this many checkpoint distances (`checkpoint_bytes`) are written but not
+/// yet durable and a checkpoint is pending or being saved: what a kill can lose is the interval
+/// being filled plus the one in flight (rule 6). Saves are one at a time, one per distance, so
+/// a run writes at most about `checkpoint_bytes` per save (fdatasync + sidecar) whatever this
+/// value: with 1 MiB and a 1.5 ms save, about 700 MB/s.
+pub const UNSAVED_CHECKPOINTS: u64 = 2;
 /// The first retry delay (curl's `--retry`: 1 s, doubling).
 pub const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// The longest retry delay (curl: 10 minutes).
@@ -137,11 +188,15 @@ impl Validator {
         self.etag.as_deref().filter(|e| !e.starts_with("W/"))
     }
 
-    /// The `If-Range` value: the strong ETag, else Last-Modified.
+    /// The `If-Range` value: the strong ETag, else Last-Modified when there is no entity tag
+    /// at all. RFC 9110 §13.1.5 forbids both a weak tag and a date when a tag is known, so an
+    /// entity with only a weak ETag has no `If-Range` and cannot be resumed (it restarts).
     pub fn if_range(&self) -> Option<String> {
-        self.strong_etag()
-            .or(self.last_modified.as_deref())
-            .map(str::to_owned)
+        match (&self.etag, self.strong_etag()) {
+            (_, Some(strong)) => Some(strong.to_owned()),
+            (Some(_weak), None) => None,
+            (None, None) => self.last_modified.clone(),
+        }
     }
 
     /// Whether a resume can be validated at all.
@@ -791,6 +846,10 @@ fn sync_dir(path: &Path) {
 /// An observer of [`Event`]s.
 pub type Observer = Box<dyn Fn(&Event<'_>) + Send + Sync>;
 
+/// Unit tests' look at each copy taken for a checkpoint.
+#[cfg(test)]
+type CopyHook = Box<dyn Fn(&State) + Send + Sync>;
+
 /// One download: a URL, a destination, options, a clock and an optional observer.
 pub struct Download {
     url: Url,
@@ -798,6 +857,9 @@ pub struct Download {
     opts: Options,
     clock: Box<dyn Clock>,
     observer: Option<Observer>,
+    /// Unit tests: called with each copy taken for a checkpoint, under the run's lock.
+    #[cfg(test)]
+    on_copy: Option<CopyHook>,
 }
 
 impl fmt::Debug for Download {
@@ -826,22 +888,71 @@ impl From<DownloadError> for Stop {
     }
 }
 
-/// Mutable run state shared by the segments.
+/// Mutable run state shared by the segments and the checkpointer.
 struct Inner {
     state: State,
     bucket: TokenBucket,
+    /// When the last copy for a checkpoint was taken (on the injected clock).
     ckpt_at: Instant,
+    /// Bytes written since the last copy for a checkpoint.
     since_ckpt: u64,
+    /// The last copy's sequence number.
+    ckpt_seq: u64,
+    /// A copy handed to the checkpointer thread and not yet taken (at most one).
+    pending: Option<Snapshot>,
+    /// A copy is being saved (from its `take` to the end of its save).
+    in_flight: bool,
+    /// `report.fetched` as of the last saved copy: `report.fetched - durable` is what a kill
+    /// would lose now (rule 6).
+    durable: u64,
+    /// The checkpointer thread is running; without it writers checkpoint synchronously.
+    checkpointer: bool,
+    /// Tells the checkpointer thread to end (after saving a pending copy).
+    stop: bool,
+    /// Why the checkpointer thread stopped early; the first writer to see it fails with it.
+    ckpt_error: Option<DownloadError>,
     report: Report,
+}
+
+/// A copy of the state for a checkpoint, taken under the [`Inner`] lock: it counts only bytes
+/// whose `pwrite` had returned.
+struct Snapshot {
+    state: State,
+    /// Its place in the order of copies; saves only go forward.
+    seq: u64,
+    /// `report.fetched` when it was taken.
+    fetched: u64,
+}
+
+/// What a run shares with its checkpointer thread: everything but the fetcher (which need not
+/// be `Sync` for [`Download::run`]).
+struct Core<'a> {
+    dl: &'a Download,
+    file: File,
+    inner: Mutex<Inner>,
+    /// Held for a whole checkpoint save (sync, sidecar, event): one at a time. Holds the last
+    /// saved copy's sequence number. Lock order: `saving`, then `inner`.
+    saving: Mutex<u64>,
+    /// Wakes the checkpointer thread: a copy is pending, or it should stop.
+    wake: Condvar,
+    /// Wakes waiting writers: the pending slot was freed, a save ended, or the checkpointer
+    /// thread stopped.
+    moved: Condvar,
+    abort: AtomicBool,
 }
 
 /// One run over an open data file.
 struct Run<'a, F> {
-    dl: &'a Download,
+    core: Core<'a>,
     fetch: &'a F,
-    file: File,
-    inner: Mutex<Inner>,
-    abort: AtomicBool,
+}
+
+impl<'a, F> Deref for Run<'a, F> {
+    type Target = Core<'a>;
+
+    fn deref(&self) -> &Core<'a> {
+        &self.core
+    }
 }
 
 impl Download {
@@ -853,6 +964,8 @@ impl Download {
             opts: Options::default(),
             clock: Box::new(SystemClock),
             observer: None,
+            #[cfg(test)]
+            on_copy: None,
         }
     }
 
@@ -900,7 +1013,7 @@ impl Download {
         // Before anything reads or cleans up the sidecar or the data: they may be another run's.
         let _lock = DestLock::acquire(&self.dest)?;
         let result = self.prepare(fetch).and_then(|run| {
-            run.single()?;
+            run.with_checkpointer(|| run.single())?;
             run.finish()
         });
         self.cleanup_on_error(result)
@@ -937,6 +1050,11 @@ impl Download {
     }
 
     fn segmented<F: Fetch + Sync>(&self, run: Run<'_, F>) -> Result<Report, DownloadError> {
+        run.with_checkpointer(|| self.segments_then_single(&run))?;
+        run.finish()
+    }
+
+    fn segments_then_single<F: Fetch + Sync>(&self, run: &Run<'_, F>) -> Result<(), DownloadError> {
         let fresh = {
             let g = run.lock();
             g.state.done() == 0 && g.state.pieces.len() == 1
@@ -957,8 +1075,7 @@ impl Download {
                 Err(Stop::Aborted) => return Err(DownloadError::Inconsistent("segments stopped")),
             }
         }
-        run.single()?;
-        run.finish()
+        run.single()
     }
 
     /// Opens the data file and loads or creates the state.
@@ -1030,21 +1147,36 @@ impl Download {
         };
         let now = self.clock.now();
         let run = Run {
-            dl: self,
+            core: Core {
+                dl: self,
+                file,
+                inner: Mutex::new(Inner {
+                    bucket: TokenBucket::new(
+                        opts.rate_limit,
+                        (opts.rate_limit / 20).max(16 * 1024),
+                    ),
+                    ckpt_at: now,
+                    since_ckpt: 0,
+                    ckpt_seq: 0,
+                    pending: None,
+                    in_flight: false,
+                    durable: 0,
+                    checkpointer: false,
+                    stop: false,
+                    ckpt_error: None,
+                    report: Report {
+                        resumed_from: state.done(),
+                        segments: 1,
+                        ..Report::default()
+                    },
+                    state,
+                }),
+                saving: Mutex::new(0),
+                wake: Condvar::new(),
+                moved: Condvar::new(),
+                abort: AtomicBool::new(false),
+            },
             fetch,
-            file,
-            inner: Mutex::new(Inner {
-                bucket: TokenBucket::new(opts.rate_limit, (opts.rate_limit / 20).max(16 * 1024)),
-                ckpt_at: now,
-                since_ckpt: 0,
-                report: Report {
-                    resumed_from: state.done(),
-                    segments: 1,
-                    ..Report::default()
-                },
-                state,
-            }),
-            abort: AtomicBool::new(false),
         };
         if let Some(why) = restarted {
             run.reset(why)?;
@@ -1083,11 +1215,21 @@ impl Download {
     }
 }
 
-impl<F: Fetch> Run<'_, F> {
+impl Core<'_> {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic in another segment poisons the lock; the data is still consistent (every
         // update is a single assignment), so keep going.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits on `cv` with the run's lock (poison tolerated, as in [`Core::lock`]).
+    fn wait<'g>(&self, cv: &Condvar, g: MutexGuard<'g, Inner>) -> MutexGuard<'g, Inner> {
+        cv.wait(g).unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The checkpoint lock: one save at a time; it holds the last saved copy's sequence.
+    fn saving(&self) -> MutexGuard<'_, u64> {
+        self.saving.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn opts(&self) -> &Options {
@@ -1096,34 +1238,41 @@ impl<F: Fetch> Run<'_, F> {
 
     /// Throws away all progress: truncate, zero every piece, forget the validator.
     fn reset(&self, why: &'static str) -> Result<(), DownloadError> {
-        let mut g = self.lock();
-        self.file
-            .set_len(0)
-            .map_err(io_err("cannot truncate the data file"))?;
-        let wanted = if self.opts().ranges.is_empty() {
-            vec![Piece {
-                start: 0,
-                end: None,
-                offset: 0,
-                done: 0,
-            }]
-        } else {
-            pieces_for_ranges(&self.opts().ranges)?
+        // `saving` first: a save in flight ends before the truncation, and no copy of the old
+        // data is saved after it (the pending one is dropped; later ones see the new state).
+        let mut last = self.saving();
+        let snap = {
+            let mut g = self.lock();
+            self.file
+                .set_len(0)
+                .map_err(io_err("cannot truncate the data file"))?;
+            let wanted = if self.opts().ranges.is_empty() {
+                vec![Piece {
+                    start: 0,
+                    end: None,
+                    offset: 0,
+                    done: 0,
+                }]
+            } else {
+                pieces_for_ranges(&self.opts().ranges)?
+            };
+            g.state = State {
+                pieces: wanted,
+                ..State::default()
+            };
+            g.report.restarts += 1;
+            g.pending = None;
+            g.in_flight = true;
+            self.snapshot(&mut g)
         };
-        g.state = State {
-            pieces: wanted,
-            ..State::default()
-        };
-        g.report.restarts += 1;
-        g.since_ckpt = 0;
-        g.ckpt_at = self.dl.clock.now();
-        self.checkpoint_locked(&mut g)?;
-        drop(g);
+        self.moved.notify_all();
+        self.persist(&mut last, snap)?;
+        // Still under `saving`: after this reset's checkpoint event, before any later one.
         self.dl.emit(&Event::Restarted { reason: why });
         Ok(())
     }
 
-    /// [`Run::reset`], refusing past [`MAX_RESTARTS`].
+    /// [`Core::reset`], refusing past [`MAX_RESTARTS`].
     fn restart(&self, why: &'static str) -> Result<(), DownloadError> {
         if self.lock().report.restarts >= MAX_RESTARTS {
             return Err(DownloadError::Inconsistent(why));
@@ -1131,25 +1280,221 @@ impl<F: Fetch> Run<'_, F> {
         self.reset(why)
     }
 
-    /// fsync the data, then replace the sidecar (in that order: the sidecar never claims bytes
-    /// that are not durable).
-    fn checkpoint_locked(&self, g: &mut Inner) -> Result<(), DownloadError> {
+    /// Copies the state for a checkpoint (under the run's lock, which `g` is) and restarts the
+    /// byte and time counts from here.
+    fn snapshot(&self, g: &mut Inner) -> Snapshot {
+        g.since_ckpt = 0;
+        g.ckpt_at = self.dl.clock.now();
+        g.ckpt_seq += 1;
+        #[cfg(test)]
+        if let Some(f) = &self.dl.on_copy {
+            f(&g.state);
+        }
+        Snapshot {
+            state: g.state.clone(),
+            seq: g.ckpt_seq,
+            fetched: g.report.fetched,
+        }
+    }
+
+    /// Saves `snap`: fsync the data, then replace the sidecar (in that order: the sidecar never
+    /// claims bytes that are not durable), then report it. The caller holds `saving` (`last`)
+    /// and set `in_flight`; this clears it, whatever happens. A copy older than the last saved
+    /// one is dropped.
+    fn persist(&self, last: &mut u64, snap: Snapshot) -> Result<(), DownloadError> {
+        /// Ends the flight, also on an error or a panicking observer: the saved copy (if any)
+        /// becomes what writers count as durable, and waiting writers wake.
+        struct Landing<'r, 'a> {
+            core: &'r Core<'a>,
+            durable: Option<u64>,
+        }
+        impl Drop for Landing<'_, '_> {
+            fn drop(&mut self) {
+                let mut g = self.core.lock();
+                g.in_flight = false;
+                if let Some(d) = self.durable {
+                    g.durable = g.durable.max(d);
+                }
+                drop(g);
+                self.core.moved.notify_all();
+            }
+        }
+        let mut landing = Landing {
+            core: self,
+            durable: None,
+        };
+        if snap.seq <= *last {
+            return Ok(());
+        }
         self.file
             .sync_data()
             .map_err(io_err("cannot sync the data file"))?;
-        save_state(&self.dl.dest, &g.state).map_err(io_err("cannot write the state file"))?;
-        g.since_ckpt = 0;
-        g.ckpt_at = self.dl.clock.now();
-        let done = g.state.done();
-        self.dl.emit(&Event::Checkpoint { done });
+        save_state(&self.dl.dest, &snap.state).map_err(io_err("cannot write the state file"))?;
+        *last = snap.seq;
+        self.dl.emit(&Event::Checkpoint {
+            done: snap.state.done(),
+        });
+        landing.durable = Some(snap.fetched);
         Ok(())
     }
 
+    /// A synchronous checkpoint of the current state (the caller waits for it).
     fn checkpoint(&self) -> Result<(), DownloadError> {
-        let mut g = self.lock();
-        self.checkpoint_locked(&mut g)
+        let mut last = self.saving();
+        let snap = {
+            let mut g = self.lock();
+            // This copy is newer than a pending one: that one need not be saved.
+            g.pending = None;
+            g.in_flight = true;
+            self.snapshot(&mut g)
+        };
+        self.moved.notify_all();
+        self.persist(&mut last, snap)
     }
 
+    /// After a write is accounted (`g` is the run's lock): hands a copy to the checkpointer
+    /// when a checkpoint is due, then holds the writer back while 2 × `checkpoint_bytes` are
+    /// not durable and a checkpoint is pending or being saved. Returns the lock and whether the
+    /// caller must checkpoint synchronously (no checkpointer thread). Waits release the lock.
+    fn after_write<'g>(
+        &'g self,
+        mut g: MutexGuard<'g, Inner>,
+    ) -> Result<(MutexGuard<'g, Inner>, bool), DownloadError> {
+        let opts = self.opts();
+        loop {
+            if let Some(e) = g.ckpt_error.take() {
+                return Err(e);
+            }
+            let now = self.dl.clock.now();
+            let due = g.since_ckpt >= opts.checkpoint_bytes
+                || now.saturating_duration_since(g.ckpt_at) >= opts.checkpoint_interval;
+            if !due {
+                break;
+            }
+            if !g.checkpointer {
+                return Ok((g, true));
+            }
+            if g.pending.is_none() {
+                let snap = self.snapshot(&mut g);
+                g.pending = Some(snap);
+                self.wake.notify_all();
+                break;
+            }
+            // The previous copy is still waiting for a save to end: wait for the slot (the
+            // checkpointer takes it, a synchronous checkpoint drops it, or the thread ends).
+            g = self.wait(&self.moved, g);
+        }
+        let limit = opts.checkpoint_bytes.saturating_mul(UNSAVED_CHECKPOINTS);
+        while g.report.fetched.saturating_sub(g.durable) >= limit
+            && (g.in_flight || g.pending.is_some())
+            && g.ckpt_error.is_none()
+        {
+            g = self.wait(&self.moved, g);
+        }
+        if let Some(e) = g.ckpt_error.take() {
+            return Err(e);
+        }
+        Ok((g, false))
+    }
+
+    /// The checkpointer thread: saves each copy the writers hand over, one at a time, until
+    /// told to stop (then it saves a copy still pending and ends) or a save fails.
+    fn checkpointer(&self) {
+        /// Marks the thread gone, also when it panics (a panicking observer): waiting writers
+        /// wake, and the next one fails instead of waiting for a save that will not come.
+        struct Gone<'r, 'a>(&'r Core<'a>);
+        impl Drop for Gone<'_, '_> {
+            fn drop(&mut self) {
+                let mut g = self.0.lock();
+                g.checkpointer = false;
+                g.pending = None;
+                if std::thread::panicking() && g.ckpt_error.is_none() {
+                    g.ckpt_error = Some(DownloadError::Inconsistent(
+                        "the checkpoint thread panicked",
+                    ));
+                }
+                drop(g);
+                self.0.moved.notify_all();
+            }
+        }
+        let _gone = Gone(self);
+        loop {
+            {
+                let mut g = self.lock();
+                while g.pending.is_none() && !g.stop {
+                    g = self.wait(&self.wake, g);
+                }
+                if g.pending.is_none() {
+                    return; // stop, nothing left
+                }
+            }
+            let mut last = self.saving();
+            let snap = {
+                let mut g = self.lock();
+                // A synchronous checkpoint may have dropped it while we waited for `saving`.
+                let Some(snap) = g.pending.take() else {
+                    continue;
+                };
+                g.in_flight = true;
+                snap
+            };
+            self.moved.notify_all(); // the slot is free
+            if let Err(e) = self.persist(&mut last, snap) {
+                self.lock().ckpt_error.get_or_insert(e);
+                return;
+            }
+        }
+    }
+
+    /// Runs `body` (the run's transfers, on this thread) with the checkpointer thread beside
+    /// it; the thread ends before this returns, also when `body` fails or panics. A failure of
+    /// the thread that no writer reported fails the run.
+    fn with_checkpointer<T>(
+        &self,
+        body: impl FnOnce() -> Result<T, DownloadError>,
+    ) -> Result<T, DownloadError> {
+        /// Tells the checkpointer to stop when `body` returns or unwinds.
+        struct Stopper<'r, 'a>(&'r Core<'a>);
+        impl Drop for Stopper<'_, '_> {
+            fn drop(&mut self) {
+                self.0.lock().stop = true;
+                self.0.wake.notify_all();
+            }
+        }
+        std::thread::scope(|s| {
+            {
+                let mut g = self.lock();
+                g.checkpointer = true;
+                g.stop = false;
+            }
+            let spawned = std::thread::Builder::new()
+                .name("ferry-checkpoint".into())
+                .spawn_scoped(s, || self.checkpointer());
+            let Ok(thread) = spawned else {
+                // No thread: writers checkpoint synchronously, as they find them due.
+                self.lock().checkpointer = false;
+                return body();
+            };
+            let stopper = Stopper(self);
+            let result = body();
+            drop(stopper);
+            if let Err(panic) = thread.join() {
+                std::panic::resume_unwind(panic);
+            }
+            let failed = {
+                let mut g = self.lock();
+                g.checkpointer = false;
+                g.ckpt_error.take()
+            };
+            match (result, failed) {
+                (Ok(_), Some(e)) => Err(e),
+                (result, _) => result,
+            }
+        })
+    }
+}
+
+impl<F: Fetch> Run<'_, F> {
     /// The one-connection loop: each piece in order, with retries.
     fn single(&self) -> Result<(), DownloadError> {
         let n = self.lock().state.pieces.len();
@@ -1348,17 +1693,21 @@ impl<F: Fetch> Run<'_, F> {
 
     /// A 200 replaces everything on a single whole-file piece: truncate and write from 0.
     fn restart_in_place(&self, why: &'static str) -> Result<(), Stop> {
-        let restarts = self.lock().report.restarts;
-        if restarts >= MAX_RESTARTS {
+        // As in `reset`: no save in flight across the truncation, and none of the old data's
+        // copies saved after it.
+        let _saving = self.saving();
+        let mut g = self.lock();
+        if g.report.restarts >= MAX_RESTARTS {
             return Err(Stop::Final(DownloadError::Inconsistent(why)));
         }
-        let mut g = self.lock();
         self.file
             .set_len(0)
             .map_err(io_err("cannot truncate the data file"))?;
         g.state.pieces[0].done = 0;
+        g.pending = None;
         g.report.restarts += 1;
         drop(g);
+        self.moved.notify_all();
         self.dl.emit(&Event::Restarted { reason: why });
         Ok(())
     }
@@ -1452,20 +1801,21 @@ impl<F: Fetch> Run<'_, F> {
                 .write_all_at(&buf[..n], at)
                 .map_err(io_err("cannot write the data file"))?;
             got += n as u64;
-            let (wait, done, total) = {
+            let (wait, done, total, sync_now) = {
                 let mut g = self.lock();
+                // Only now that the pwrite returned: a checkpoint's copy (taken under this lock)
+                // counts no byte that is not in the file (I8, see the module doc).
                 g.state.pieces[i].done = write_from + got;
                 g.report.fetched += n as u64;
                 g.since_ckpt += n as u64;
-                let now = self.dl.clock.now();
-                let wait = g.bucket.take(n as u64, now);
-                if g.since_ckpt >= self.opts().checkpoint_bytes
-                    || now.saturating_duration_since(g.ckpt_at) >= self.opts().checkpoint_interval
-                {
-                    self.checkpoint_locked(&mut g)?;
-                }
-                (wait, g.state.done(), g.state.total())
+                let wait = g.bucket.take(n as u64, self.dl.clock.now());
+                // Never a sync under this lock: at most a copy handed to the checkpointer.
+                let (g, sync_now) = self.after_write(g)?;
+                (wait, g.state.done(), g.state.total(), sync_now)
             };
+            if sync_now {
+                self.checkpoint()?;
+            }
             self.dl.emit(&Event::Progress { done, total });
             if !wait.is_zero() {
                 self.dl.clock.sleep(wait);
@@ -1515,9 +1865,9 @@ impl<F: Fetch> Run<'_, F> {
 
     /// Final checks, then the rename (rule 7).
     fn finish(self) -> Result<Report, DownloadError> {
-        let Run {
+        let Core {
             dl, file, inner, ..
-        } = self;
+        } = self.core;
         let mut g = inner.into_inner().unwrap_or_else(|e| e.into_inner());
         let total = g.state.total().ok_or(DownloadError::Inconsistent(
             "the download ended without a known length",
@@ -1640,6 +1990,22 @@ fn sha256_file(file: &File) -> io::Result<[u8; 32]> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn if_range_follows_rfc_9110_13_1_5() {
+        let v = |etag: Option<&str>, lm: Option<&str>| Validator {
+            etag: etag.map(str::to_owned),
+            last_modified: lm.map(str::to_owned),
+            length: Some(10),
+        };
+        let date = "Sun, 06 Nov 1994 08:49:37 GMT";
+        assert_eq!(v(Some("\"a\""), Some(date)).if_range().as_deref(), Some("\"a\""));
+        assert_eq!(v(None, Some(date)).if_range().as_deref(), Some(date));
+        // A weak tag: neither the tag nor the date may be sent, so no resume.
+        assert_eq!(v(Some("W/\"a\""), Some(date)).if_range(), None);
+        assert!(!v(Some("W/\"a\""), Some(date)).is_usable());
+        assert!(!v(None, None).is_usable());
+    }
+
     fn v(etag: Option<&str>, lm: Option<&str>, len: Option<u64>) -> Validator {
         Validator {
             etag: etag.map(str::to_owned),
@@ -1705,7 +2071,8 @@ mod tests {
         assert!(!strong.same_entity(&v(Some("\"b\""), Some("d1"), Some(5))));
         assert!(!strong.same_entity(&v(Some("\"a\""), Some("d1"), Some(6))));
         let weak = v(Some("W/\"a\""), Some("d1"), None);
-        assert_eq!(weak.if_range().as_deref(), Some("d1"));
+        // RFC 9110 §13.1.5: no date when an entity tag (even a weak one) is known.
+        assert_eq!(weak.if_range(), None);
         assert!(weak.same_entity(&v(None, Some("d1"), None)));
         assert!(!v(Some("W/\"a\""), None, None).is_usable());
         assert!(!Validator::default().same_entity(&Validator::default()));
@@ -1943,5 +2310,361 @@ mod tests {
         assert_eq!(parse_sha256("ab"), None);
         assert_eq!(parse_sha256(&"zz".repeat(32)), None);
         assert_eq!(parse_sha256(&"é".repeat(32)), None);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Checkpoints running beside the writers.
+
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+
+    /// Called with the bytes handed out by all bodies so far, this read's included.
+    type OnRead = Arc<dyn Fn(u64) + Send + Sync>;
+
+    /// One entity served from memory: HEAD, GET, ranges (206) and an ETag; bodies are read in
+    /// `chunk`-sized pieces, so that writes and checkpoints interleave finely.
+    struct Entity {
+        data: Arc<Vec<u8>>,
+        chunk: usize,
+        handed: Arc<AtomicU64>,
+        on_read: OnRead,
+        /// A body for a range that does not start at 0 panics after this many bytes.
+        panic_after: Option<usize>,
+    }
+
+    impl Entity {
+        fn new(data: Arc<Vec<u8>>, chunk: usize) -> Entity {
+            Entity {
+                data,
+                chunk,
+                handed: Arc::new(AtomicU64::new(0)),
+                on_read: Arc::new(|_| {}),
+                panic_after: None,
+            }
+        }
+    }
+
+    struct EntityBody {
+        data: Arc<Vec<u8>>,
+        pos: usize,
+        end: usize,
+        chunk: usize,
+        handed: Arc<AtomicU64>,
+        on_read: OnRead,
+        panic_after: Option<usize>,
+        sent: usize,
+    }
+
+    impl Read for EntityBody {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.panic_after.is_some_and(|p| self.sent >= p) {
+                panic!("scripted panic in a segment's body");
+            }
+            let n = buf.len().min(self.end - self.pos).min(self.chunk);
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            self.sent += n;
+            let handed = self.handed.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+            (self.on_read)(handed);
+            Ok(n)
+        }
+    }
+
+    impl Fetch for Entity {
+        type Body = EntityBody;
+
+        fn fetch(&self, req: &FetchRequest<'_>) -> Result<(FetchHead, EntityBody), FetchError> {
+            let len = self.data.len() as u64;
+            let mut headers = http::HeaderMap::new();
+            let mut put = |k: &'static str, v: String| {
+                headers.insert(k, v.parse().unwrap());
+            };
+            put("etag", "\"e1\"".into());
+            put("accept-ranges", "bytes".into());
+            let (status, first, end) = match req.range {
+                Some((first, last)) => {
+                    let last = last.unwrap_or(len - 1).min(len - 1);
+                    put("content-range", format!("bytes {first}-{last}/{len}"));
+                    (206, first, last + 1)
+                }
+                None => (200, 0, len),
+            };
+            put("content-length", (end - first).to_string());
+            let head = FetchHead {
+                status,
+                headers,
+                final_url: req.url.clone(),
+            };
+            let body = EntityBody {
+                data: self.data.clone(),
+                pos: first as usize,
+                end: if req.head { first } else { end } as usize,
+                chunk: self.chunk,
+                handed: self.handed.clone(),
+                on_read: self.on_read.clone(),
+                panic_after: self.panic_after.filter(|_| first > 0),
+                sent: 0,
+            };
+            Ok((head, body))
+        }
+    }
+
+    /// `len` bytes, none of them zero (a hole in the data file reads as zeros).
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len as u64)
+            .map(|i| ((i.wrapping_mul(0x9e37_79b9) >> 11) % 255 + 1) as u8)
+            .collect()
+    }
+
+    fn entity_url() -> Url {
+        Url::parse("http://fake.test/f.bin").unwrap()
+    }
+
+    /// Runs `f` on its own thread and fails if it takes longer than `limit` (a hang).
+    fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        match rx.recv_timeout(limit) {
+            Ok(v) => v,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("still running after {limit:?}")
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the run panicked"),
+        }
+    }
+
+    /// Whether every byte `st` claims is in the data file beside `dest` (a claimed byte not yet
+    /// written reads as zero: `data` has none). `verified` remembers, per piece start, the
+    /// claimed bytes already compared (written bytes stay written). Returns what is wrong.
+    fn claims_written(
+        dest: &Path,
+        data: &[u8],
+        st: &State,
+        verified: &mut HashMap<u64, u64>,
+    ) -> Vec<String> {
+        let mut bad = Vec::new();
+        let file = File::open(temp_path(dest)).unwrap();
+        for p in &st.pieces {
+            let from = verified.get(&p.start).copied().unwrap_or(0).min(p.done);
+            let mut got = vec![0u8; (p.done - from) as usize];
+            if file.read_exact_at(&mut got, p.offset + from).is_err() {
+                bad.push(format!(
+                    "piece {}: claims {}, the file is shorter",
+                    p.start, p.done
+                ));
+                continue;
+            }
+            let at = (p.start + from) as usize;
+            if got[..] != data[at..at + got.len()] {
+                bad.push(format!(
+                    "piece {}: claims {}, not all written",
+                    p.start, p.done
+                ));
+            }
+            verified.insert(p.start, p.done);
+        }
+        bad
+    }
+
+    /// I8 with checkpoints saved while segments write. Every copy taken for a checkpoint claims
+    /// only bytes already in the data file (so the fdatasync that follows covers them), and
+    /// every checkpoint reported is exactly what the sidecar on disk says, never more than the
+    /// bodies handed out, never going back. Checkpoints every 16 KiB of 4 KiB writes; the
+    /// checks make each copy and save slow, so saves and writes overlap all the time.
+    #[test]
+    fn checkpoints_never_claim_bytes_not_yet_written() {
+        for segments in [4usize, 1] {
+            let dir = TestDir::new("ckpt-claims");
+            let dest = dir.0.join("f.bin");
+            let data = Arc::new(pattern(3 << 20));
+            let fetch = Entity::new(data.clone(), 4096);
+            let handed = fetch.handed.clone();
+            let problems = Arc::new(Mutex::new(Vec::<String>::new()));
+            let (copies, saves) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+            let on_copy = {
+                let (dest, data, problems, copies) =
+                    (dest.clone(), data.clone(), problems.clone(), copies.clone());
+                let verified = Mutex::new(HashMap::new());
+                move |st: &State| {
+                    copies.fetch_add(1, Ordering::SeqCst);
+                    let bad = claims_written(&dest, &data, st, &mut verified.lock().unwrap());
+                    problems.lock().unwrap().extend(bad);
+                }
+            };
+            let observer = {
+                let (dest, problems, saves) = (dest.clone(), problems.clone(), saves.clone());
+                let last = AtomicU64::new(0);
+                move |e: &Event<'_>| {
+                    let Event::Checkpoint { done } = *e else {
+                        return;
+                    };
+                    saves.fetch_add(1, Ordering::SeqCst);
+                    let mut bad = Vec::new();
+                    let handed = handed.load(Ordering::SeqCst);
+                    if done > handed {
+                        bad.push(format!("checkpoint {done} > {handed} bytes received"));
+                    }
+                    if last.fetch_max(done, Ordering::SeqCst) > done {
+                        bad.push(format!("checkpoint {done} after a larger one"));
+                    }
+                    match load_state(&dest) {
+                        Some(st) if st.done() == done => {}
+                        other => bad.push(format!("checkpoint {done}, sidecar {other:?}")),
+                    }
+                    problems.lock().unwrap().extend(bad);
+                }
+            };
+            let opts = Options {
+                segments,
+                min_segment: 64 << 10,
+                checkpoint_bytes: 16 << 10,
+                checkpoint_interval: Duration::from_secs(3600),
+                ..Options::default()
+            };
+            let mut dl = Download::new(entity_url(), &dest)
+                .options(opts)
+                .observer(observer);
+            dl.on_copy = Some(Box::new(on_copy));
+            let report = if segments > 1 {
+                dl.run_segmented(&fetch).unwrap()
+            } else {
+                dl.run(&fetch).unwrap()
+            };
+            assert_eq!(report.segments, segments);
+            assert_eq!(std::fs::read(&dest).unwrap(), *data);
+            let problems = problems.lock().unwrap();
+            assert!(problems.is_empty(), "{segments} segments: {problems:#?}");
+            let (copies, saves) = (copies.load(Ordering::SeqCst), saves.load(Ordering::SeqCst));
+            assert!(
+                saves >= 20 && copies >= saves,
+                "{segments} segments: {copies} copies, {saves} checkpoints"
+            );
+            assert_eq!(dir.names(), ["f.bin"]);
+        }
+    }
+
+    /// Back-pressure (rule 6): with saves slower than the writers, the bytes received past the
+    /// last reported checkpoint never exceed 2 × `checkpoint_bytes` + one read per connection,
+    /// and they do exceed one checkpoint distance (so the saves really were the bottleneck).
+    #[test]
+    fn writers_wait_while_two_checkpoint_distances_are_not_durable() {
+        const DISTANCE: u64 = 32 << 10;
+        const CHUNK: usize = 4096;
+        for segments in [4usize, 1] {
+            let dir = TestDir::new("ckpt-backpressure");
+            let dest = dir.0.join("f.bin");
+            let data = Arc::new(pattern(2 << 20));
+            let durable = Arc::new(AtomicU64::new(0));
+            let worst = Arc::new(AtomicU64::new(0));
+            let mut fetch = Entity::new(data.clone(), CHUNK);
+            fetch.on_read = {
+                let (durable, worst) = (durable.clone(), worst.clone());
+                Arc::new(move |handed| {
+                    let d = durable.load(Ordering::SeqCst);
+                    worst.fetch_max(handed.saturating_sub(d), Ordering::SeqCst);
+                })
+            };
+            // A slow disk: every save takes 3 ms more. The event comes before writers count
+            // the save as durable, so `durable` here is never behind the engine's.
+            let observer = {
+                let durable = durable.clone();
+                move |e: &Event<'_>| {
+                    if let Event::Checkpoint { done } = *e {
+                        std::thread::sleep(Duration::from_millis(3));
+                        durable.fetch_max(done, Ordering::SeqCst);
+                    }
+                }
+            };
+            let opts = Options {
+                segments,
+                min_segment: 64 << 10,
+                checkpoint_bytes: DISTANCE,
+                checkpoint_interval: Duration::from_secs(3600),
+                ..Options::default()
+            };
+            let dl = Download::new(entity_url(), &dest)
+                .options(opts)
+                .observer(observer);
+            let report = if segments > 1 {
+                dl.run_segmented(&fetch).unwrap()
+            } else {
+                dl.run(&fetch).unwrap()
+            };
+            assert_eq!(report.segments, segments);
+            assert_eq!(std::fs::read(&dest).unwrap(), *data);
+            let worst = worst.load(Ordering::SeqCst);
+            let bound = UNSAVED_CHECKPOINTS * DISTANCE + segments as u64 * CHUNK as u64;
+            assert!(
+                worst <= bound,
+                "{segments} segments: {worst} bytes past the checkpoint (bound {bound})"
+            );
+            assert!(
+                worst > DISTANCE,
+                "{segments} segments: at most {worst} bytes past the checkpoint: the saves \
+                 never held the writers back, so this test checked nothing"
+            );
+        }
+    }
+
+    /// A segment that panics ends the run with an error (not a hang): the other segments and
+    /// the checkpointer thread end, the lock is released, and the progress kept is consistent.
+    #[test]
+    fn a_panicking_segment_ends_the_run_and_its_checkpointer() {
+        let dir = TestDir::new("ckpt-panic");
+        let dest = dir.0.join("f.bin");
+        let data = Arc::new(pattern(3 << 20));
+        let mut fetch = Entity::new(data.clone(), 4096);
+        fetch.panic_after = Some(40 << 10);
+        let opts = Options {
+            segments: 4,
+            min_segment: 64 << 10,
+            checkpoint_bytes: 16 << 10,
+            ..Options::default()
+        };
+        let d = dest.clone();
+        let e = within(Duration::from_secs(60), move || {
+            Download::new(entity_url(), &d)
+                .options(opts)
+                .run_segmented(&fetch)
+                .unwrap_err()
+        });
+        assert!(matches!(e, DownloadError::Inconsistent(_)), "{e:?}");
+        assert!(!lock_path(&dest).exists());
+        let st = load_state(&dest).expect("progress kept");
+        let file = std::fs::read(temp_path(&dest)).unwrap();
+        for p in &st.pieces {
+            let (a, b) = (p.offset as usize, (p.offset + p.done) as usize);
+            assert_eq!(file[a..b], data[a..b], "piece {}", p.start);
+        }
+        assert!(st.pieces[0].is_complete(), "{st:?}");
+    }
+
+    /// An observer that panics on a checkpoint (on the checkpointer thread) makes the run panic
+    /// rather than hang or go on without checkpoints; the lock is released.
+    #[test]
+    fn a_panicking_checkpoint_observer_ends_the_run() {
+        let dir = TestDir::new("ckpt-observer");
+        let dest = dir.0.join("f.bin");
+        let data = Arc::new(pattern(3 << 20));
+        let fetch = Entity::new(data, 4096);
+        let opts = Options {
+            checkpoint_bytes: 64 << 10,
+            ..Options::default()
+        };
+        let d = dest.clone();
+        let panicked = within(Duration::from_secs(60), move || {
+            let dl = Download::new(entity_url(), &d).options(opts).observer(|e| {
+                if let Event::Checkpoint { .. } = e {
+                    panic!("scripted observer panic");
+                }
+            });
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dl.run(&fetch))).is_err()
+        });
+        assert!(panicked);
+        assert!(!lock_path(&dest).exists());
+        assert!(!dest.exists());
     }
 }
