@@ -1998,7 +1998,10 @@ mod tests {
             length: Some(10),
         };
         let date = "Sun, 06 Nov 1994 08:49:37 GMT";
-        assert_eq!(v(Some("\"a\""), Some(date)).if_range().as_deref(), Some("\"a\""));
+        assert_eq!(
+            v(Some("\"a\""), Some(date)).if_range().as_deref(),
+            Some("\"a\"")
+        );
         assert_eq!(v(None, Some(date)).if_range().as_deref(), Some(date));
         // A weak tag: neither the tag nor the date may be sent, so no resume.
         assert_eq!(v(Some("W/\"a\""), Some(date)).if_range(), None);
