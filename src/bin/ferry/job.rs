@@ -2264,6 +2264,9 @@ mod tests {
                     assert!(log.iter().all(|l| !l.starts_with("quiesce")), "{log:?}");
                     assert_eq!(fx.job(&id), before, "{args:?} in {st}");
                 }
+                // One fixture job per case: drop it so the owner stays under
+                // MAX_JOBS_PER_USER.
+                let _ = fx.store.lock().unwrap().delete_job(&id.parse().unwrap());
             }
         }
     }
