@@ -812,6 +812,9 @@ fn segments_resume_from_the_sidecar() {
     let done = assert_partial_consistent(&dir, &src);
     assert_eq!(load_state(&dir.dest()).unwrap().pieces.len(), 4);
     assert!(done >= 300_000, "{done}");
+    // A segment aborted before it asked leaves its scripted cut for this run (it happens
+    // under load): a retry absorbs it without changing what is fetched.
+    let o = Options { retries: 2, ..o };
     let r = dl(&dir.dest(), o, &clock).run_segmented(&fake).unwrap();
     assert_complete(&dir, &src);
     assert_eq!(r.resumed_from, done);

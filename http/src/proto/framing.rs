@@ -262,8 +262,19 @@ mod tests {
                 ("content-length", "2"),
             ],
         );
+        // Strict: Transfer-Encoding in HTTP/1.0 is refused; lenient reads to the close.
         assert_eq!(
             framing(Method::GET, &h),
+            Err(crate::proto::error::Error::Remote(
+                Violation::BadTransferEncoding
+            ))
+        );
+        let lenient = ParseConfig {
+            allow_transfer_encoding_in_http10: true,
+            ..ParseConfig::default()
+        };
+        assert_eq!(
+            body_framing(&Method::GET, &h, &lenient),
             Ok(Framing {
                 body: BodyFraming::Close,
                 close: Some(CloseDelimited)
