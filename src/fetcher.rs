@@ -190,8 +190,9 @@ impl Fetch for Session {
 }
 
 /// Builds each job's [`SessionFetch`] for the transfer queue: the job's credentials (server
-/// and proxy), its proxy choice, its redirect policy, and an isolation tag naming the owner,
-/// so that no two owners ever share a connection (DESIGN: owner isolation).
+/// and proxy; Basic to an origin only over https, as BITS), its proxy choice, its redirect
+/// policy, and an isolation tag naming the owner, so that no two owners ever share a
+/// connection (DESIGN: owner isolation).
 #[derive(Debug, Clone)]
 pub struct JobConnector {
     proxy: ProxyConfig,
@@ -241,8 +242,15 @@ impl JobConnector {
                 c
             }
         };
+        // BITS sends Basic only over https (its credentials reference): a job's password never
+        // crosses the network in clear, whatever the session default.
+        let policy = ferry_auth::AuthPolicy {
+            basic_over_cleartext: false,
+            ..ferry_auth::AuthPolicy::default()
+        };
         let mut b = Session::builder()
             .proxy(proxy)
+            .auth_policy(policy)
             .isolation_tag(format!("uid:{}", job.owner_uid()));
         let mut bearer = None;
         for target in [CredentialTarget::Server, CredentialTarget::Proxy] {

@@ -1100,3 +1100,57 @@ fn notify_runs_once_with_literal_arguments() {
     svc.ok(&["complete", &id]);
     assert_bytes(&dest, &pattern("n.bin", 64 * KIB));
 }
+
+/// A job's Basic credentials go to an https origin (trusted through `ferry service --cacert`)
+/// and authenticate the transfer; the secret was read from stdin and is never printed.
+#[test]
+fn basic_credentials_authenticate_a_job_over_https() {
+    let pki = support::pki();
+    let nginx = Nginx::start(
+        NginxOptions::new()
+            .basic_auth("/basic/", "jobs", &[("alice", "s3cret-Pw")])
+            .file("basic/private.bin", "private bytes\n"),
+    );
+    let svc = Service::start(
+        BIN,
+        "svc-basic-https",
+        &["--cacert", pki.ca_pem.to_str().unwrap()],
+    );
+    let dest = svc.root.join("private.bin");
+    let url = nginx.https_url("/basic/private.bin");
+    let id = new_job(&svc, "auth", "foreground", &[(&url, &dest)]);
+    let vars = svc.vars();
+    let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = support::cli::run(
+        BIN,
+        Some(svc.root.path()),
+        &[
+            "job",
+            "set-credentials",
+            &id,
+            "--target",
+            "server",
+            "--scheme",
+            "basic",
+            "--user",
+            "alice",
+            "--password-env",
+            "FERRY_TEST_SECRET",
+        ],
+        &[env.as_slice(), &[("FERRY_TEST_SECRET", "s3cret-Pw")]].concat(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    svc.ok(&["resume", &id]);
+    wait_transferred(&svc, &id, 30);
+    let info_text = svc.ok(&["info", &id, "--verbose"]);
+    assert!(!info_text.contains("s3cret"), "{info_text}");
+    svc.ok(&["complete", &id]);
+    assert_eq!(std::fs::read(&dest).unwrap(), b"private bytes\n");
+    let log = nginx.wait_log_lines(1);
+    assert!(
+        log.iter()
+            .any(|l| l.remote_user == "alice" && l.status == 200),
+        "{log:?}"
+    );
+}

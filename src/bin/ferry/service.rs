@@ -59,6 +59,11 @@ fn command() -> Command {
             "Checkpoint at least every BYTES (default 1M)",
         ))
         .arg(value(
+            "cacert",
+            "FILE",
+            "Trust the CA certificates in FILE (PEM) for every job, besides the webpki roots",
+        ))
+        .arg(value(
             "receive-timeout",
             "SECS",
             "How long a stalled server may hold a job before a transient error (default 30)",
@@ -172,6 +177,17 @@ fn run(m: &clap::ArgMatches) -> Result<(), Failure> {
             Some(Duration::from_secs_f64(secs))
         }
     };
+    let cacert = match m.get_one::<String>("cacert") {
+        None => None,
+        Some(path) => Some(ferry::TlsSettings {
+            extra_ca_pem: Some(std::fs::read(path).map_err(|e| Failure {
+                code: 77,
+                message: format!("cannot read CA file {path}: {e}"),
+                hint: None,
+            })?),
+            ..Default::default()
+        }),
+    };
     let dir = ipc::runtime_dir()?;
     if m.get_flag("print-socket") {
         println!("{}", ipc::socket_path(&dir).display());
@@ -194,6 +210,9 @@ fn run(m: &clap::ArgMatches) -> Result<(), Failure> {
         hint: Some("fix or unset http_proxy / https_proxy / NO_PROXY"),
     })?;
     let mut connector = JobConnector::new(proxy);
+    if let Some(tls) = cacert {
+        connector = connector.tls(tls);
+    }
     if let Some(t) = receive_timeout {
         connector = connector.receive_timeout(t);
     }
