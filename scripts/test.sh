@@ -120,3 +120,4 @@ cargo check -p ferry-http --no-default-features
 
 banner "cargo test --workspace $*"
 cargo test --workspace "$@"
+(($# > 0)) || ./scripts/fuzz.sh # every fuzz target built and run briefly; full runs only

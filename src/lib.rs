@@ -21,6 +21,10 @@ mod body;
 mod error;
 mod event;
 mod fetcher;
+// Crate-private internals for the cargo-fuzz targets in `fuzz/` (a separate workspace, which
+// sees only public items); thin wrappers, hidden so the public API does not grow.
+#[doc(hidden)]
+pub mod fuzzing;
 mod key;
 mod redirect;
 mod request;

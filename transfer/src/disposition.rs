@@ -5,7 +5,8 @@
 //! CVE-2016-4971). [`sanitize`] turns it into a single path component that:
 //! - holds no `/`, `\`, NUL, control byte or `:` (directories are cut off: the last component
 //!   of `../../etc/passwd` is `passwd`);
-//! - is never `.` or `..`, and starts with neither a dot (hidden) nor a dash (an option);
+//! - is never `.` or `..`, and starts with neither a dot (hidden) nor a dash (an option), nor
+//!   starts or ends with a blank;
 //! - is at most [`MAX_NAME`] bytes (cut at a character boundary, keeping a short extension).
 //!
 //! [`unique_in`] refuses a name that already exists in the directory, as curl's `-J` does: a
@@ -127,15 +128,21 @@ pub fn sanitize(name: &str) -> Option<String> {
             }
         })
         .collect();
+    // Blanks, dots and dashes in any mix at the start (`- -x` must not become ` -x`), blanks at
+    // the end.
     s = s
-        .trim_matches(|c: char| c.is_whitespace())
-        .trim_start_matches(['.', '-'])
+        .trim_start_matches(|c: char| c.is_whitespace() || c == '.' || c == '-')
+        .trim_end_matches(|c: char| c.is_whitespace())
         .to_owned();
     if s.is_empty() || s == "." || s == ".." {
         return None;
     }
     if s.len() > MAX_NAME {
-        s = truncate_keeping_extension(&s, MAX_NAME);
+        // The cut can end on whitespace that was inside the name: trim it as the whole name
+        // was trimmed, so that a sanitised name never ends in a blank and sanitises to itself.
+        s = truncate_keeping_extension(&s, MAX_NAME)
+            .trim_end()
+            .to_owned();
     }
     Some(s)
 }
@@ -301,6 +308,43 @@ mod tests {
         let s = sanitize(&multi).unwrap();
         assert!(s.len() <= MAX_NAME);
         assert!(s.chars().all(|c| c == '€'));
+    }
+
+    /// Found by the `content_disposition` fuzz target (issue 6): a name cut to `MAX_NAME` right
+    /// after a blank kept the blank at its end, so it did not sanitise to itself.
+    #[test]
+    fn cut_names_do_not_end_in_blanks() {
+        let long = format!("{} b", "a".repeat(254));
+        let s = sanitize(&long).unwrap();
+        assert_eq!(s, "a".repeat(254));
+        let parts: &[&[u8]] = &[
+            b"a; filename=\"reportile%E2t\x00\x00\x00A82%%2\xffn\x00\x002%\x7f\x00%AC%E2\xff\xff",
+            b"\xff\xff\xff\xff\x9d\xff\xff\xff\xff\xff\xffttac\x00~enatt%AC%\xff\xff\xff\xff\xff",
+            b"\xff\xff\xff%Aatta 82tachme\xfc\xff; 8\xff\x1fA%AC%%Aattachme\xfc\xff; 8\xff\x1f\xff",
+            b"\xff\xff\xff\xff\xff\xff\xb7 8 82%A 8ttachme\xfc \x00\x00\x00\xff\x1fAC% \x1f% 8 82%",
+            b"A 8 8C% 82%A 8 82%A 8",
+        ];
+        let fuzzed = parts.concat();
+        let name = filename(&fuzzed).and_then(|n| sanitize(&n)).unwrap();
+        assert!(name.len() <= MAX_NAME && !name.ends_with(char::is_whitespace));
+        assert_eq!(sanitize(&name).as_deref(), Some(name.as_str()));
+    }
+
+    /// Found by the `content_disposition` fuzz target (issue 6): blanks after a leading dash
+    /// (or dot) survived, since blanks were trimmed before the dashes: `- x` became ` x`.
+    #[test]
+    fn leading_blanks_after_dashes_are_trimmed() {
+        let fuzzed = b";filename=- \xb5";
+        let name = filename(fuzzed).and_then(|n| sanitize(&n)).unwrap();
+        assert_eq!(name, "\u{fffd}");
+        for (given, want) in [
+            ("- -x", "x"),
+            (". .x", "x"),
+            ("- .y z ", "y z"),
+            (" - ", ""),
+        ] {
+            assert_eq!(sanitize(given).unwrap_or_default(), want, "{given:?}");
+        }
     }
 
     #[test]

@@ -317,7 +317,7 @@ mod tests {
     fn retry_after_dates_are_delays_from_the_reference() {
         let at = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
         let date = "Sun, 06 Nov 1994 08:49:37 GMT"; // 784111777
-        // Against the wall clock when no Date is given.
+                                                    // Against the wall clock when no Date is given.
         assert_eq!(
             retry_after_delay(date, None, at(784_111_770)),
             Some(Duration::from_secs(7))

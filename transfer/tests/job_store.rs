@@ -612,7 +612,11 @@ fn unfinished_jobs_per_user_are_capped_and_finished_ones_purged() {
     first.apply(Verb::Cancel, 2_000).unwrap();
     store.update_job(&first).unwrap();
     store.insert_job(&make(MAX_JOBS_PER_USER, 7)).unwrap();
-    assert_eq!(store.purge_finished(2_000).unwrap(), 0, "not older than the cutoff");
+    assert_eq!(
+        store.purge_finished(2_000).unwrap(),
+        0,
+        "not older than the cutoff"
+    );
     assert_eq!(store.purge_finished(2_001).unwrap(), 1);
     assert!(matches!(
         store.load_job(&first.id()),

@@ -264,10 +264,7 @@ impl Dechunker {
                         self.count_trailer(1)?;
                         self.state = State::EndLf;
                     }
-                    b'\n' if lf_ok => {
-                        self.count_trailer(1)?;
-                        self.finish()?;
-                    }
+                    b'\n' if lf_ok => self.end_trailers()?,
                     b'\n' => return Err(bare),
                     // The first byte of a field line; `TrailerLine` takes it.
                     _ => self.state = State::TrailerLine,
@@ -315,8 +312,7 @@ impl Dechunker {
                 if b != b'\n' {
                     return Err(bare);
                 }
-                self.count_trailer(1)?;
-                self.finish()?;
+                self.end_trailers()?;
                 Ok(Step::Framing(1))
             }
             State::Done => Ok(Step::Done),
@@ -355,6 +351,16 @@ impl Dechunker {
         }
         self.trailer_bytes = total;
         Ok(())
+    }
+
+    /// Counts the line end that closes the trailer section, then finishes. On error neither the
+    /// count nor the state changes: the byte is not consumed, and when it is presented again it
+    /// must fail the same way (counting it twice turned a bad trailer into a limit error,
+    /// depending on how the input was split).
+    fn end_trailers(&mut self) -> Result<(), Error> {
+        let before = self.trailer_bytes;
+        self.count_trailer(1)?;
+        self.finish().inspect_err(|_| self.trailer_bytes = before)
     }
 
     /// Parses the trailer section and moves to `Done`. On error the state is unchanged, so
@@ -606,6 +612,37 @@ mod tests {
                 max: 2
             })
         );
+    }
+
+    /// Found by the `chunked` fuzz target (issue 6): a bad trailer section right after data.
+    /// The failing line end was counted against `max_trailer_bytes` once per attempt, so the
+    /// input in one piece (data returned first, the same bytes failing on the next call) gave
+    /// a limit error and the input in pieces gave `BadTrailer`.
+    #[test]
+    fn failed_trailer_end_counts_once() {
+        let input = b"5;\nldeo\r\n0\r\nTil%aerr:\x98heo\r\n0\r\nTil%aerr:\x00\x00\n\r\n";
+        let lenient = ParseConfig {
+            allow_bare_lf_in_chunked: true,
+            ..ParseConfig::default()
+        };
+        let limits = Limits {
+            max_chunk_ext_bytes: 8,
+            max_trailer_bytes: 32,
+            ..Limits::default()
+        };
+        let out = shotgun(lenient, limits, input);
+        assert_eq!(out.data, b"ldeo\r");
+        assert_eq!(out.result, Err(Error::Remote(Violation::BadTrailer)));
+        // The same with strict line endings, and with the failure on the final CRLF.
+        let out = shotgun(
+            ParseConfig::default(),
+            Limits {
+                max_trailer_bytes: 8,
+                ..Limits::default()
+            },
+            b"1\r\nx\r\n0\r\nA:\x00b\r\n\r\n",
+        );
+        assert_eq!(out.result, Err(Error::Remote(Violation::BadTrailer)));
     }
 
     #[test]
