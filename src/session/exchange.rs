@@ -16,11 +16,7 @@ impl Session {
             .ok_or(Error::Url("unsupported scheme or missing host"))?;
         let mut retried = false;
         loop {
-            let mut lease = if retried {
-                self.checkout_new(&key, hop, tls_config, connects)?
-            } else {
-                self.checkout(&key, hop, tls_config, connects)?
-            };
+            let mut lease = self.checkout(&key, hop, tls_config, connects, retried)?;
             let mut attempt = Attempt {
                 reused: lease.is_reused(),
                 response_bytes_seen: false,
@@ -56,35 +52,17 @@ impl Session {
         }
     }
 
-    /// A new connection for `key`, for the one retry after a pooled connection died in flight:
-    /// the idle connections of the same key went idle at about the same time and are as
-    /// likely to be dead, so they are closed rather than tried (at most `max_idle_per_key`).
-    fn checkout_new(
-        &self,
-        key: &PoolKey,
-        hop: &Hop<'_>,
-        tls_config: &Arc<ClientConfig>,
-        connects: &mut u32,
-    ) -> Result<Lease<PoolKey, Connection>, Error> {
-        for _ in 0..=self.shared.pool.config().max_idle_per_key {
-            let lease = self.checkout(key, hop, tls_config, connects)?;
-            if !lease.is_reused() {
-                return Ok(lease);
-            }
-            lease.discard();
-        }
-        // Connections kept arriving in the pool meanwhile; one more (fresh or not) will do.
-        self.checkout(key, hop, tls_config, connects)
-    }
-
     /// An idle connection for `key` that is alive (and, if NTLM-bound, bound to the hop's
-    /// identity), or a new one.
+    /// identity), or a new one. `fresh` (the one retry after a pooled connection died in
+    /// flight) always makes a new one: the key's idle connections went idle at about the same
+    /// time and are as likely to be dead, so the pool closes them instead of handing them out.
     pub(super) fn checkout(
         &self,
         key: &PoolKey,
         hop: &Hop<'_>,
         tls_config: &Arc<ClientConfig>,
         connects: &mut u32,
+        fresh: bool,
     ) -> Result<Lease<PoolKey, Connection>, Error> {
         let identity = hop.identity;
         let mut lease = self
@@ -93,7 +71,9 @@ impl Session {
             .acquire(key, Instant::now(), hop.deadline, |c| {
                 // I1 twice over: the key holds the identity, and a connection that completed an
                 // NTLM handshake carries proof of whom it was authenticated as.
-                c.bound.as_ref().is_none_or(|b| *b.identity() == identity) && c.conn.is_idle_alive()
+                !fresh
+                    && c.bound.as_ref().is_none_or(|b| *b.identity() == identity)
+                    && c.conn.is_idle_alive()
             })?;
         if lease.is_reused() {
             if self.shared.events.is_some() {
@@ -178,7 +158,7 @@ impl Session {
         };
         let key = PoolKey::new(hop.url, Route::from_proxy(hop.route), hop.identity, tls_id)
             .ok_or(Error::Url("unsupported scheme or missing host"))?;
-        let mut lease = self.checkout(&key, hop, tls_config, connects)?;
+        let mut lease = self.checkout(&key, hop, tls_config, connects, false)?;
         let mut attempt = Attempt {
             reused: lease.is_reused(),
             response_bytes_seen: false,

@@ -92,10 +92,11 @@ pub(crate) fn runtime_dir() -> Result<PathBuf, Failure> {
             return Ok(d.join("ferry"));
         }
     }
-    let uid = own_uid();
-    let d = PathBuf::from(format!("/run/user/{uid}"));
-    if d.is_dir() {
-        return Ok(d.join("ferry"));
+    if let Ok(uid) = own_uid() {
+        let d = PathBuf::from(format!("/run/user/{uid}"));
+        if d.is_dir() {
+            return Ok(d.join("ferry"));
+        }
     }
     Err(fail(
         1,
@@ -104,11 +105,10 @@ pub(crate) fn runtime_dir() -> Result<PathBuf, Failure> {
     ))
 }
 
-/// The caller's uid, from the kernel's view of this process.
-fn own_uid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(0)
+/// This process's uid: the owner of `/proc/self`. No fallback: guessing a uid would make the
+/// service accept the wrong callers.
+fn own_uid() -> io::Result<u32> {
+    std::fs::metadata("/proc/self").map(|m| m.uid())
 }
 
 /// The listening socket's path.
@@ -218,7 +218,8 @@ pub(crate) struct Listener {
 /// (0600). Fails when another service holds the lock.
 pub(crate) fn bind(dir: &Path) -> Result<Listener, Failure> {
     let io = |what: &str, e: io::Error| fail(1, format!("{what} {}: {e}", dir.display()), None);
-    let uid = own_uid();
+    let uid = own_uid()
+        .map_err(|e| fail(1, format!("cannot find our uid from /proc/self: {e}"), None))?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -298,6 +299,11 @@ impl Listener {
                 busy.fetch_sub(1, Ordering::AcqRel);
             }
         }
+    }
+
+    /// The uid the service serves (its own).
+    pub(crate) fn uid(&self) -> u32 {
+        self.uid
     }
 
     /// The runtime directory.
@@ -460,6 +466,6 @@ mod tests {
     #[test]
     fn a_socket_pair_reports_our_own_uid() {
         let (a, _b) = UnixStream::pair().unwrap();
-        assert_eq!(peer_uid(&a).unwrap(), own_uid());
+        assert_eq!(peer_uid(&a).unwrap(), own_uid().unwrap());
     }
 }

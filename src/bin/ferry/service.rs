@@ -13,7 +13,6 @@ use ferry_transfer::queue::{Config, Queue};
 use ferry_transfer::store::Store;
 use ferry_transfer::throttle::{parse_rate, parse_window, BackgroundPolicy};
 use std::ffi::OsString;
-use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,7 +86,6 @@ fn usage(message: String) -> Failure {
 fn rate(m: &clap::ArgMatches, name: &str) -> Result<Option<u64>, Failure> {
     match m.get_one::<String>(name) {
         None => Ok(None),
-        Some(s) if s.trim() == "0" => Ok(Some(0)),
         Some(s) => parse_rate(s)
             .map(Some)
             .ok_or_else(|| usage(format!("--{name} '{s}' is not a rate (like 500k or 2M)"))),
@@ -194,13 +192,7 @@ fn run(m: &clap::ArgMatches) -> Result<(), Failure> {
         return Ok(());
     }
     let listener = ipc::bind(&dir)?;
-    let uid = std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .map_err(|e| Failure {
-            code: 1,
-            message: format!("cannot find our uid from /proc/self: {e}"),
-            hint: None,
-        })?;
+    let uid = listener.uid();
     let path = ferry_transfer::store::default_path(|k| std::env::var_os(k)).map_err(store_err)?;
     let store = Arc::new(Mutex::new(Store::open(path).map_err(store_err)?));
     // The "session" proxy choice of every job: the service's environment, read once.
